@@ -1,0 +1,31 @@
+/* The llmsq command: each subcommand is `int llmsq_cmd_<name>(int argc, char **argv)` with
+ * argv[0] the subcommand name; it handles --help itself and returns the process exit
+ * code (0 success, 1 failure, 2 bad usage). Errors print one line to stderr:
+ *   llmsq <cmd>: error: <llmsq_last_error()>                                         */
+#ifndef LLMSQ_CLI_H
+#define LLMSQ_CLI_H
+
+#include "llmsq/llmsq.h"
+
+#include <stdio.h>
+
+int llmsq_cmd_inspect(int argc, char **argv);
+int llmsq_cmd_eval(int argc, char **argv);
+int llmsq_cmd_generate(int argc, char **argv);
+int llmsq_cmd_synth(int argc, char **argv);
+int llmsq_cmd_tokenize(int argc, char **argv);
+
+/* Prints "llmsq <cmd>: error: <last error or status text>" and returns 1. */
+int cli_fail(const char *cmd, llmsq_status s);
+
+/* Prints "llmsq <cmd>: <message>" plus a pointer to --help, returns 2 (bad usage). */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parses a decimal integer in [lo, hi]; false (with a usage message) otherwise. */
+bool cli_parse_i64(const char *cmd, const char *flag, const char *s, int64_t lo, int64_t hi,
+                   int64_t *out);
+
+/* True when arg equals `--name` (and, for options with values, a value follows). */
+bool cli_is_help(const char *arg);
+
+#endif

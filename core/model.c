@@ -1,0 +1,259 @@
+/* Model construction: config checks, weight binding and validation, RoPE frequencies. */
+#include "core/model-impl.h"
+#include "llmsq/runtime.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const k_arch_names[LLMSQ_ARCH_COUNT] = {
+    [LLMSQ_ARCH_LLAMA] = "llama", [LLMSQ_ARCH_MISTRAL] = "mistral",
+    [LLMSQ_ARCH_QWEN2] = "qwen2", [LLMSQ_ARCH_QWEN3] = "qwen3"};
+
+const char *llmsq_arch_name(llmsq_arch a)
+{
+    return (unsigned)a < LLMSQ_ARCH_COUNT ? k_arch_names[a] : "unknown";
+}
+
+llmsq_status llmsq_config_validate(const llmsq_config *c, const char *src)
+{
+#define POS_(f) \
+    if (c->f <= 0 || c->f > (int64_t)1 << 40) \
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: %s must be positive (got %lld)", src, #f, (long long)c->f)
+    POS_(vocab_size);
+    POS_(hidden_size);
+    POS_(intermediate_size);
+    POS_(n_layers);
+    POS_(n_heads);
+    POS_(n_kv_heads);
+    POS_(head_dim);
+    POS_(max_position);
+#undef POS_
+    if (c->n_heads % c->n_kv_heads != 0)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: %lld attention heads is not a multiple of %lld key/value heads", src,
+                           (long long)c->n_heads, (long long)c->n_kv_heads);
+    if (c->head_dim % 2 != 0)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: head_dim %lld must be even for RoPE", src, (long long)c->head_dim);
+    if (!(c->rms_eps > 0) || !(c->rms_eps < 1))
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: rms_norm_eps %g out of range", src, c->rms_eps);
+    if (!(c->rope_theta > 1))
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: rope_theta %g out of range", src, c->rope_theta);
+    return LLMSQ_OK;
+}
+
+int64_t llmsq_config_param_count(const llmsq_config *c)
+{
+    int64_t d = c->hidden_size, F = c->intermediate_size, q = c->n_heads * c->head_dim,
+            kv = c->n_kv_heads * c->head_dim;
+    int64_t per = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * F;
+    if (c->qkv_bias) per += q + 2 * kv;
+    if (c->o_bias) per += d;
+    if (c->mlp_bias) per += 2 * F + d;
+    if (c->qk_norm) per += 2 * c->head_dim;
+    return c->n_layers * per + c->vocab_size * d * (c->tie_embeddings ? 1 : 2) + d;
+}
+
+/* RoPE inverse frequencies, with the scaling of transformers' rope utils. */
+static double *rope_inv_freq(const llmsq_config *c)
+{
+    int64_t half = c->head_dim / 2;
+    double *f = malloc((size_t)half * sizeof *f);
+    if (!f) return NULL;
+    for (int64_t i = 0; i < half; i++) {
+        double inv = 1.0 / pow(c->rope_theta, (double)(2 * i) / (double)c->head_dim);
+        if (c->rope_type == LLMSQ_ROPE_LINEAR) {
+            inv /= c->rope_factor;
+        } else if (c->rope_type == LLMSQ_ROPE_LLAMA3) {
+            double old = (double)c->rope_original_max_position;
+            double low_wl = old / c->rope_low_freq_factor, high_wl = old / c->rope_high_freq_factor;
+            double wl = 2 * M_PI / inv;
+            if (wl > low_wl) {
+                inv /= c->rope_factor; /* long wavelengths: interpolate fully */
+            } else if (wl >= high_wl) {
+                double s = (old / wl - c->rope_low_freq_factor) /
+                           (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                inv = (1 - s) * inv / c->rope_factor + s * inv;
+            }
+        }
+        f[i] = inv;
+    }
+    return f;
+}
+
+typedef struct bind_ctx {
+    llmsq_model *m;
+    const char  *src;
+} bind_ctx;
+
+/* Binds `name` as f32 with the expected shape ([n] when cols == 0). */
+static llmsq_status bind(bind_ctx *b, const char *name, int64_t rows, int64_t cols, const float **out)
+{
+    const llmsq_tensor *t = llmsq_store_get(b->m->store, name);
+    if (!t) return llmsq_error(LLMSQ_STATUS_NOT_FOUND, "%s: missing tensor '%s'", b->src, name);
+    bool ok = cols ? (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols)
+                   : (t->ndim == 1 && t->shape[0] == rows);
+    if (!ok) {
+        char got[96];
+        if (cols)
+            return llmsq_error(LLMSQ_STATUS_SHAPE, "%s: tensor '%s' has shape %s, the config implies [%lld, %lld]",
+                               b->src, name, llmsq_shape_str(t, got, sizeof got), (long long)rows, (long long)cols);
+        return llmsq_error(LLMSQ_STATUS_SHAPE, "%s: tensor '%s' has shape %s, the config implies [%lld]", b->src, name,
+                           llmsq_shape_str(t, got, sizeof got), (long long)rows);
+    }
+    llmsq_status st = llmsq_store_get_f32(b->m->store, name, out);
+    if (st != LLMSQ_OK) return llmsq_error_prefix(st, "%s", b->src);
+    int64_t n = rows * (cols ? cols : 1);
+    int64_t bad = llmsq_f32_first_nonfinite(*out, n);
+    if (bad >= 0)
+        return llmsq_error(LLMSQ_STATUS_NUMERIC, "%s: tensor '%s' has a non-finite value (%g) at element %lld", b->src,
+                           name, (double)(*out)[bad], (long long)bad);
+    return LLMSQ_OK;
+}
+
+static llmsq_status bind_layer(bind_ctx *b, int64_t l)
+{
+    const llmsq_config *c = &b->m->cfg;
+    llmsq_layer_weights *w = &b->m->layers[l];
+    int64_t d = c->hidden_size, F = c->intermediate_size, q = c->n_heads * c->head_dim,
+            kv = c->n_kv_heads * c->head_dim;
+    char name[160];
+#define B_(suffix, rows, cols, dst) \
+    snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, suffix); \
+    LLMSQ_TRY(bind(b, name, rows, cols, &w->dst))
+    B_("input_layernorm.weight", d, 0, attn_norm);
+    B_("self_attn.q_proj.weight", q, d, wq);
+    B_("self_attn.k_proj.weight", kv, d, wk);
+    B_("self_attn.v_proj.weight", kv, d, wv);
+    B_("self_attn.o_proj.weight", d, q, wo);
+    if (c->qkv_bias) {
+        B_("self_attn.q_proj.bias", q, 0, bq);
+        B_("self_attn.k_proj.bias", kv, 0, bk);
+        B_("self_attn.v_proj.bias", kv, 0, bv);
+    }
+    if (c->o_bias) { B_("self_attn.o_proj.bias", d, 0, bo); }
+    if (c->qk_norm) {
+        B_("self_attn.q_norm.weight", c->head_dim, 0, q_norm);
+        B_("self_attn.k_norm.weight", c->head_dim, 0, k_norm);
+    }
+    B_("post_attention_layernorm.weight", d, 0, ffn_norm);
+    B_("mlp.gate_proj.weight", F, d, wg);
+    B_("mlp.up_proj.weight", F, d, wu);
+    B_("mlp.down_proj.weight", d, F, wd);
+    if (c->mlp_bias) {
+        B_("mlp.gate_proj.bias", F, 0, bg);
+        B_("mlp.up_proj.bias", F, 0, bu);
+        B_("mlp.down_proj.bias", d, 0, bd);
+    }
+#undef B_
+    return LLMSQ_OK;
+}
+
+llmsq_status llmsq_model_create(const llmsq_config *cfg, llmsq_store *store, llmsq_tokenizer *tok,
+                                const char *source, llmsq_model **out)
+{
+    LLMSQ_ASSERT(cfg && store && out);
+    *out = NULL;
+    llmsq_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        llmsq_store_destroy(store);
+        llmsq_tokenizer_free(tok);
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    }
+    m->cfg = *cfg;
+    m->store = store;
+    m->tok = tok;
+    m->source = strdup(source ? source : "model");
+    llmsq_status st = llmsq_config_validate(cfg, m->source);
+    if (st != LLMSQ_OK) goto fail;
+    if (tok && llmsq_tokenizer_vocab_size(tok) > cfg->vocab_size) {
+        st = llmsq_error(LLMSQ_STATUS_SHAPE, "%s: tokenizer has %lld pieces but the model only %lld embeddings",
+                         m->source, (long long)llmsq_tokenizer_vocab_size(tok), (long long)cfg->vocab_size);
+        goto fail;
+    }
+    m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
+    m->inv_freq = rope_inv_freq(cfg);
+    if (!m->layers || !m->inv_freq) {
+        st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        goto fail;
+    }
+    bind_ctx b = {m, m->source};
+    int64_t d = cfg->hidden_size;
+    if ((st = bind(&b, "model.embed_tokens.weight", cfg->vocab_size, d, &m->embed)) != LLMSQ_OK) goto fail;
+    if ((st = bind(&b, "model.norm.weight", d, 0, &m->final_norm)) != LLMSQ_OK) goto fail;
+    if (cfg->tie_embeddings || !llmsq_store_get(store, "lm_head.weight")) {
+        if (!cfg->tie_embeddings) {
+            st = llmsq_error(LLMSQ_STATUS_NOT_FOUND, "%s: missing tensor 'lm_head.weight' (tie_word_embeddings is false)",
+                             m->source);
+            goto fail;
+        }
+        m->lm_head = m->embed;
+    } else if ((st = bind(&b, "lm_head.weight", cfg->vocab_size, d, &m->lm_head)) != LLMSQ_OK) {
+        goto fail;
+    }
+    for (int64_t l = 0; l < cfg->n_layers; l++)
+        if ((st = bind_layer(&b, l)) != LLMSQ_OK) goto fail;
+    *out = m;
+    return LLMSQ_OK;
+fail:
+    llmsq_model_free(m);
+    return st;
+}
+
+void llmsq_model_free(llmsq_model *m)
+{
+    if (!m) return;
+    llmsq_store_destroy(m->store);
+    llmsq_tokenizer_free(m->tok);
+    free(m->layers);
+    free(m->inv_freq);
+    free(m->source);
+    free(m);
+}
+
+const llmsq_config *llmsq_model_config(const llmsq_model *m) { return &m->cfg; }
+llmsq_store *llmsq_model_store(llmsq_model *m) { return m->store; }
+const llmsq_tokenizer *llmsq_model_tokenizer(const llmsq_model *m) { return m->tok; }
+const char *llmsq_model_source(const llmsq_model *m) { return m->source; }
+
+/* ---- KV cache -------------------------------------------------------------------------- */
+
+llmsq_status llmsq_kv_cache_create(const llmsq_config *cfg, int64_t max_tokens, llmsq_kv_cache **out)
+{
+    LLMSQ_ASSERT(cfg && out && max_tokens > 0);
+    llmsq_kv_cache *c = calloc(1, sizeof *c);
+    if (!c) return llmsq_error(LLMSQ_STATUS_NOMEM, "KV cache: out of memory");
+    c->n_layers = cfg->n_layers;
+    c->kv_dim = cfg->n_kv_heads * cfg->head_dim;
+    c->cap = max_tokens;
+    size_t n = (size_t)(c->n_layers * c->cap * c->kv_dim);
+    c->k = malloc(n * sizeof(float));
+    c->v = malloc(n * sizeof(float));
+    if (!c->k || !c->v) {
+        llmsq_kv_cache_free(c);
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "KV cache: out of memory for %lld tokens", (long long)max_tokens);
+    }
+    *out = c;
+    return LLMSQ_OK;
+}
+
+void llmsq_kv_cache_free(llmsq_kv_cache *c)
+{
+    if (!c) return;
+    free(c->k);
+    free(c->v);
+    free(c);
+}
+
+void llmsq_kv_cache_reset(llmsq_kv_cache *c) { c->len = 0; }
+int64_t llmsq_kv_cache_len(const llmsq_kv_cache *c) { return c->len; }
+int64_t llmsq_kv_cache_capacity(const llmsq_kv_cache *c) { return c->cap; }
+
+llmsq_status llmsq_kv_cache_advance(llmsq_kv_cache *c, int64_t T)
+{
+    if (T < 0 || c->len + T > c->cap)
+        return llmsq_error(LLMSQ_STATUS_ARG, "KV cache full: %lld + %lld tokens exceed its %lld positions",
+                           (long long)c->len, (long long)T, (long long)c->cap);
+    c->len += T;
+    return LLMSQ_OK;
+}

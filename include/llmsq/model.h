@@ -1,0 +1,137 @@
+/*
+ * Model: configuration, weights view over a store, and the Llama-family forward pass.
+ *
+ * Conventions:
+ *  - Q/K projections are in the Hugging Face rotate-half RoPE layout (element i of a head
+ *    pairs with i + head_dim/2). Readers of interleaved formats (GGUF `llama`, llama2.c)
+ *    permute rows on load, so the forward pass has exactly one convention.
+ *  - Activations are f32 row-major [T, width]; matmuls go through OpenBLAS sgemm.
+ *    Reductions that feed a result (RMSNorm sums, softmax, NLL) accumulate in double.
+ */
+#ifndef LLMSQ_MODEL_H
+#define LLMSQ_MODEL_H
+
+#include "llmsq/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum llmsq_arch {
+    LLMSQ_ARCH_LLAMA = 0, /* LlamaForCausalLM (also llama2.c and GGUF `llama`) */
+    LLMSQ_ARCH_MISTRAL,   /* MistralForCausalLM */
+    LLMSQ_ARCH_QWEN2,     /* Qwen2ForCausalLM: q/k/v bias */
+    LLMSQ_ARCH_QWEN3,     /* Qwen3ForCausalLM: per-head RMSNorm on q and k */
+    LLMSQ_ARCH_COUNT
+} llmsq_arch;
+
+typedef enum llmsq_rope_type {
+    LLMSQ_ROPE_DEFAULT = 0,
+    LLMSQ_ROPE_LINEAR,    /* positions divided by factor */
+    LLMSQ_ROPE_LLAMA3     /* per-frequency smoothing of Llama 3.1 */
+} llmsq_rope_type;
+
+typedef struct llmsq_config {
+    llmsq_arch arch;
+    char       arch_name[64];       /* architectures[0] as written in the source ("LlamaForCausalLM") */
+    int64_t    vocab_size;
+    int64_t    hidden_size;         /* d */
+    int64_t    intermediate_size;   /* F */
+    int64_t    n_layers;
+    int64_t    n_heads;             /* query heads */
+    int64_t    n_kv_heads;          /* key/value heads (GQA); divides n_heads */
+    int64_t    head_dim;            /* hd; q_proj is [n_heads*hd, d] */
+    int64_t    max_position;        /* context length */
+    double     rms_eps;
+    double     rope_theta;
+    llmsq_rope_type rope_type;
+    double     rope_factor;
+    double     rope_low_freq_factor;   /* llama3 */
+    double     rope_high_freq_factor;  /* llama3 */
+    int64_t    rope_original_max_position; /* llama3 */
+    int32_t    bos_id;              /* -1 when none */
+    int32_t    eos_id;              /* -1 when none */
+    bool       tie_embeddings;      /* lm_head shares model.embed_tokens.weight */
+    bool       qkv_bias;            /* q/k/v projections have a bias (Qwen2, attention_bias) */
+    bool       o_bias;              /* o_proj has a bias (Llama attention_bias) */
+    bool       mlp_bias;            /* gate/up/down have a bias (Llama mlp_bias) */
+    bool       qk_norm;             /* Qwen3 q_norm/k_norm [hd] */
+} llmsq_config;
+
+LLMSQ_API const char *llmsq_arch_name(llmsq_arch a);
+
+/* Checks internal consistency (positive sizes, heads divide, head_dim even...).
+ * Errors: FORMAT with a message naming `source` and the field. */
+LLMSQ_API llmsq_status llmsq_config_validate(const llmsq_config *c, const char *source);
+
+/* Number of parameters the config implies (embeddings counted once when tied). */
+LLMSQ_API int64_t llmsq_config_param_count(const llmsq_config *c);
+
+typedef struct llmsq_tokenizer llmsq_tokenizer;
+typedef struct llmsq_model     llmsq_model;
+
+/* Builds a model over `store` (ownership of store and tok passes to the model, also on
+ * failure; tok may be NULL). Checks that every tensor the config needs is present with
+ * the right shape, materializes them as F32 and checks they are finite.
+ * `source` names the checkpoint in messages.
+ * Errors: NOT_FOUND (missing tensor), SHAPE, NUMERIC (NaN/Inf weight), UNSUPPORTED. */
+LLMSQ_API llmsq_status llmsq_model_create(const llmsq_config *cfg, llmsq_store *store,
+                                          llmsq_tokenizer *tok, const char *source,
+                                          llmsq_model **out);
+LLMSQ_API void llmsq_model_free(llmsq_model *m);
+
+LLMSQ_API const llmsq_config    *llmsq_model_config(const llmsq_model *m);
+LLMSQ_API llmsq_store           *llmsq_model_store(llmsq_model *m);
+LLMSQ_API const llmsq_tokenizer *llmsq_model_tokenizer(const llmsq_model *m); /* may be NULL */
+LLMSQ_API const char            *llmsq_model_source(const llmsq_model *m);
+
+/* ---- KV cache ---------------------------------------------------------------------- */
+
+typedef struct llmsq_kv_cache llmsq_kv_cache;
+
+/* A cache for up to max_tokens positions of every layer: K and V [max_tokens, n_kv*hd] f32. */
+LLMSQ_API llmsq_status llmsq_kv_cache_create(const llmsq_config *cfg, int64_t max_tokens,
+                                             llmsq_kv_cache **out);
+LLMSQ_API void    llmsq_kv_cache_free(llmsq_kv_cache *c);
+LLMSQ_API void    llmsq_kv_cache_reset(llmsq_kv_cache *c);     /* length back to 0 */
+LLMSQ_API int64_t llmsq_kv_cache_len(const llmsq_kv_cache *c); /* positions filled */
+LLMSQ_API int64_t llmsq_kv_cache_capacity(const llmsq_kv_cache *c);
+
+/* ---- forward ----------------------------------------------------------------------- */
+
+/* Runs T new tokens at positions len..len+T-1 of the cache (len = llmsq_kv_cache_len),
+ * appending their K/V, so a whole sequence (fresh cache), a prefill and a one-token
+ * decode step are the same call. Outputs (either may be NULL):
+ *   logits [T, vocab_size] f32,
+ *   hidden [T, hidden_size] f32, the final-normed hidden states.
+ * Errors: ARG (token id out of range, cache full), NOMEM. */
+LLMSQ_API llmsq_status llmsq_model_forward(const llmsq_model *m, llmsq_kv_cache *cache,
+                                           const int32_t *tokens, int64_t T,
+                                           float *logits, float *hidden);
+
+/* Token embeddings: x [T, hidden_size] = embed_tokens[tokens]. Errors: ARG (id out of range). */
+LLMSQ_API llmsq_status llmsq_model_embed(const llmsq_model *m, const int32_t *tokens, int64_t T,
+                                         float *x);
+
+/* One decoder block, in place: x [T, hidden_size] holds the block input (residual stream)
+ * and receives its output. Positions are len..len+T-1 of the cache; only `layer`'s slot
+ * of the cache is written, and the cache length is not advanced (the caller advances it
+ * with llmsq_kv_cache_advance after the last layer). This is the calibration entry point. */
+LLMSQ_API llmsq_status llmsq_model_block_forward(const llmsq_model *m, int64_t layer,
+                                                 llmsq_kv_cache *cache, float *x, int64_t T);
+LLMSQ_API llmsq_status llmsq_kv_cache_advance(llmsq_kv_cache *c, int64_t T);
+
+/* Final RMSNorm then lm_head: x [T, hidden_size] residual stream -> logits [T, vocab_size].
+ * hidden_out [T, hidden_size] (may be NULL) receives the normed states. */
+LLMSQ_API llmsq_status llmsq_model_head(const llmsq_model *m, const float *x, int64_t T,
+                                        float *hidden_out, float *logits);
+
+/* lm_head only: hidden [T, hidden_size] (already normed) -> logits [T, vocab_size]. */
+LLMSQ_API void llmsq_model_lm_head(const llmsq_model *m, const float *hidden, int64_t T,
+                                   float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LLMSQ_MODEL_H */

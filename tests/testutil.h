@@ -1,0 +1,38 @@
+/* Shared helpers for the Check suites. */
+#ifndef LLMSQ_TESTUTIL_H
+#define LLMSQ_TESTUTIL_H
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "llmsq/llmsq.h"
+
+/* Path under $LLMSQ_SHARED (malloc'd), or NULL when the shared folder is absent. */
+char *tu_shared(const char *rel);
+
+/* Skips the current test (prints why) when the shared path is missing; returns the path. */
+#define TU_SHARED_OR_SKIP(var, rel)                                                   \
+    char *var = tu_shared(rel);                                                       \
+    if (!var) {                                                                       \
+        fprintf(stderr, "SKIP %s: ../shared/%s not found (set LLMSQ_SHARED)\n",       \
+                __func__, rel);                                                       \
+        return;                                                                       \
+    }
+
+/* A fresh, empty temporary directory for this test (malloc'd path). */
+char *tu_tmpdir(const char *tag);
+
+/* Runs `build/llmsq` with the given argument string through /bin/sh; captures stdout and
+ * stderr into malloc'd strings (either may be NULL) and returns the exit code. */
+int tu_run_cli(const char *args, char **out, char **err);
+
+/* Writes n bytes to path (aborts the test on failure). */
+void tu_write_file(const char *path, const void *data, size_t n);
+
+/* Max |a-b| over n floats. */
+double tu_max_abs_diff(const float *a, const float *b, size_t n);
+
+/* Standard runner: runs the suite, prints the summary, returns the exit code. */
+int tu_run_suite(Suite *s);
+
+#endif
