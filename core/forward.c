@@ -52,11 +52,15 @@ static void rope(float *x, int64_t T, int64_t n_heads, int64_t hd, int64_t pos0,
     }
 }
 
-/* In-place softmax of row[0..valid), zeroing row[valid..L). Eight independent lanes
+/* In-place softmax of row[lo..valid), zeroing the rest of row[0..L). Eight independent lanes
  * break the dependency chains of the max and the sum; the lane order is fixed, so the
  * result does not depend on threads or data alignment. */
-static void softmax_causal(float *row, int64_t valid, int64_t L)
+static void softmax_causal(float *row, int64_t lo, int64_t valid, int64_t L)
 {
+    for (int64_t j = 0; j < lo; j++) row[j] = 0.0f;
+    row += lo;
+    valid -= lo;
+    L -= lo;
     enum { LANES = 8 };
     float mx[LANES];
     for (int k = 0; k < LANES; k++) mx[k] = row[0];
@@ -100,7 +104,11 @@ static void attention(const llmsq_config *c, const float *q, const float *kc, co
         const float *vh = vc + (h / group) * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)L, (blasint)hd, scale, qh,
                     (blasint)qd, kh, (blasint)kvd, 0.0f, S, (blasint)L);
-        for (int64_t t = 0; t < T; t++) softmax_causal(S + t * L, pos0 + t + 1, L);
+        for (int64_t t = 0; t < T; t++) {
+            int64_t valid = pos0 + t + 1; /* keys 0..pos0+t */
+            int64_t lo = c->sliding_window > 0 && valid > c->sliding_window ? valid - c->sliding_window : 0;
+            softmax_causal(S + t * L, lo, valid, L);
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)T, (blasint)hd, (blasint)L, 1.0f, S,
                     (blasint)L, vh, (blasint)kvd, 0.0f, out + h * hd, (blasint)qd);
     }

@@ -168,6 +168,22 @@ llmsq_status llmsq_hf_config_read(const char *path, llmsq_config *c)
         c->mlp_bias = false;
         break;
     }
+    /* Mistral attends within sliding_window; Qwen2/3 only when use_sliding_window is set. */
+    if (c->arch == LLMSQ_ARCH_MISTRAL) {
+        st = get_int(root, path, "sliding_window", 0, false, &c->sliding_window);
+    } else if (c->arch == LLMSQ_ARCH_QWEN2 || c->arch == LLMSQ_ARCH_QWEN3) {
+        bool use = false;
+        st = get_bool(root, path, "use_sliding_window", false, &use);
+        if (st == LLMSQ_OK && use) {
+            st = llmsq_error(LLMSQ_STATUS_UNSUPPORTED,
+                             "%s: use_sliding_window with max_window_layers is not supported yet", path);
+        }
+    }
+    if (st != LLMSQ_OK) goto done;
+    if (c->sliding_window < 0) {
+        st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: sliding_window must be positive or null", path);
+        goto done;
+    }
     c->bos_id = get_token_id(root, "bos_token_id");
     c->eos_id = get_token_id(root, "eos_token_id");
     st = llmsq_config_validate(c, path);

@@ -49,6 +49,7 @@ typedef struct llmsq_config {
     double     rope_low_freq_factor;   /* llama3 */
     double     rope_high_freq_factor;  /* llama3 */
     int64_t    rope_original_max_position; /* llama3 */
+    int64_t    sliding_window;      /* attend to at most this many latest positions; 0 = unlimited */
     int32_t    bos_id;              /* -1 when none */
     int32_t    eos_id;              /* -1 when none */
     bool       tie_embeddings;      /* lm_head shares model.embed_tokens.weight */
