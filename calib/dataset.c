@@ -68,14 +68,17 @@ static llmsq_status split_blank_lines(llmsq_dataset *d)
     return LLMSQ_OK;
 }
 
-/* One row per line, newline kept, as the datasets library yields WikiText. */
+/* One row per line, newline kept, as the datasets library's WikiText builder yields them;
+ * a line holding only whitespace becomes an empty row. */
 static llmsq_status split_lines(llmsq_dataset *d)
 {
     size_t cap = 0, i = 0, n = d->raw_len;
     while (i < n) {
         const char *nl = memchr(d->raw + i, '\n', n - i);
         size_t end = nl ? (size_t)(nl - d->raw) + 1 : n;
-        LLMSQ_TRY(push_doc(d, &cap, d->raw + i, end - i));
+        bool blank = true;
+        for (size_t j = i; j < end && blank; j++) blank = memchr(" \t\n\r\v\f", d->raw[j], 6) != NULL;
+        LLMSQ_TRY(push_doc(d, &cap, d->raw + i, blank ? 0 : end - i));
         i = end;
     }
     return LLMSQ_OK;
