@@ -1,0 +1,839 @@
+/*
+ * GGUF v3 reader (FORMATS.md 5): a validating container parser (gguf-impl.h) and the
+ * `llama` model reader that translates names, shapes and the Q/K row layout to the
+ * Hugging Face conventions of the store.
+ */
+#include "formats/gguf-impl.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llmsq/formats.h"
+#include "llmsq/runtime.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "tensor data is borrowed from the mapping as-is, which needs a little-endian host"
+#endif
+
+/* ---- type tables ------------------------------------------------------------------------ */
+
+/* Block sizes from gguf-py's GGML_QUANT_SIZES. Every id a file may use must be sized here,
+ * or its byte range could not be checked; Q8_1 is left out because its size changed
+ * between ggml versions (and it is never a storage type). */
+static const llmsq_ggml_type_info ggml_types[] = {
+    [0] = {"F32", 1, 4},       [1] = {"F16", 1, 2},       [2] = {"Q4_0", 32, 18},
+    [3] = {"Q4_1", 32, 20},    [6] = {"Q5_0", 32, 22},    [7] = {"Q5_1", 32, 24},
+    [8] = {"Q8_0", 32, 34},    [10] = {"Q2_K", 256, 84},  [11] = {"Q3_K", 256, 110},
+    [12] = {"Q4_K", 256, 144}, [13] = {"Q5_K", 256, 176}, [14] = {"Q6_K", 256, 210},
+    [15] = {"Q8_K", 256, 292}, [16] = {"IQ2_XXS", 256, 66}, [17] = {"IQ2_XS", 256, 74},
+    [18] = {"IQ3_XXS", 256, 98}, [19] = {"IQ1_S", 256, 50}, [20] = {"IQ4_NL", 32, 18},
+    [21] = {"IQ3_S", 256, 110}, [22] = {"IQ2_S", 256, 82}, [23] = {"IQ4_XS", 256, 136},
+    [24] = {"I8", 1, 1},       [25] = {"I16", 1, 2},      [26] = {"I32", 1, 4},
+    [27] = {"I64", 1, 8},      [28] = {"F64", 1, 8},      [29] = {"IQ1_M", 256, 56},
+    [30] = {"BF16", 1, 2},     [34] = {"TQ1_0", 256, 54}, [35] = {"TQ2_0", 256, 66},
+    [39] = {"MXFP4", 32, 17},
+};
+
+const llmsq_ggml_type_info *llmsq_ggml_type(uint32_t type)
+{
+    if (type >= sizeof ggml_types / sizeof ggml_types[0] || !ggml_types[type].name) return NULL;
+    return &ggml_types[type];
+}
+
+static const struct { const char *name; size_t size; } vtypes[LLMSQ_GGUF_VTYPE_COUNT] = {
+    {"UINT8", 1}, {"INT8", 1},    {"UINT16", 2}, {"INT16", 2},  {"UINT32", 4},
+    {"INT32", 4}, {"FLOAT32", 4}, {"BOOL", 1},   {"STRING", 0}, {"ARRAY", 0},
+    {"UINT64", 8}, {"INT64", 8},  {"FLOAT64", 8},
+};
+
+size_t llmsq_gguf_vtype_size(uint32_t t) { return t < LLMSQ_GGUF_VTYPE_COUNT ? vtypes[t].size : 0; }
+const char *llmsq_gguf_vtype_name(uint32_t t) { return t < LLMSQ_GGUF_VTYPE_COUNT ? vtypes[t].name : "?"; }
+
+/* ---- container parser ------------------------------------------------------------------- */
+
+typedef struct rd {
+    const char    *path;
+    const uint8_t *p;
+    uint64_t       size;
+    uint64_t       pos;
+    char           ctx[160]; /* what is being read, for messages ("key 'general.name'") */
+} rd;
+
+static uint64_t left(const rd *r) { return r->size - r->pos; }
+
+static llmsq_status need(rd *r, uint64_t n, const char *what)
+{
+    if (n <= left(r)) return LLMSQ_OK;
+    return llmsq_error(LLMSQ_STATUS_FORMAT,
+                       "%s: truncated at byte offset %" PRIu64 " reading %s of %s "
+                       "(%" PRIu64 " bytes needed, %" PRIu64 " left)",
+                       r->path, r->pos, what, r->ctx, n, left(r));
+}
+
+static llmsq_status rd_u32(rd *r, const char *what, uint32_t *v)
+{
+    LLMSQ_TRY(need(r, 4, what));
+    *v = llmsq_gguf_rd32(r->p + r->pos);
+    r->pos += 4;
+    return LLMSQ_OK;
+}
+
+static llmsq_status rd_u64(rd *r, const char *what, uint64_t *v)
+{
+    LLMSQ_TRY(need(r, 8, what));
+    *v = llmsq_gguf_rd64(r->p + r->pos);
+    r->pos += 8;
+    return LLMSQ_OK;
+}
+
+/* A string's bytes stay in the mapping; the length is checked before it is trusted. */
+static llmsq_status rd_str(rd *r, const char *what, const uint8_t **s, uint64_t *len)
+{
+    uint64_t at = r->pos;
+    LLMSQ_TRY(rd_u64(r, what, len));
+    if (*len > left(r))
+        return llmsq_error(LLMSQ_STATUS_FORMAT,
+                           "%s: %s of %s at byte offset %" PRIu64 " claims %" PRIu64
+                           " bytes but only %" PRIu64 " remain in the file",
+                           r->path, what, r->ctx, at, *len, left(r));
+    *s = r->p + r->pos;
+    r->pos += *len;
+    return LLMSQ_OK;
+}
+
+/* Copies a key or tensor name, which must be non-empty and free of NUL bytes so that
+ * lookups by C string cannot be fooled. */
+static llmsq_status dup_name(rd *r, const uint8_t *s, uint64_t len, uint64_t at, char **out)
+{
+    if (len == 0 || memchr(s, 0, len))
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: %s at byte offset %" PRIu64 " is %s",
+                           r->path, r->ctx, at, len ? "a name containing a NUL byte" : "an empty name");
+    *out = malloc(len + 1);
+    if (!*out) return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory", r->path);
+    memcpy(*out, s, len);
+    (*out)[len] = '\0';
+    return LLMSQ_OK;
+}
+
+static llmsq_status parse_value(rd *r, uint32_t type, int depth, llmsq_gguf_value *v)
+{
+    uint64_t at = r->pos;
+    memset(v, 0, sizeof *v);
+    v->type = type;
+    size_t sz = llmsq_gguf_vtype_size(type);
+    if (sz) {
+        LLMSQ_TRY(need(r, sz, "the value"));
+        v->raw = r->p + r->pos;
+        v->raw_len = sz;
+        r->pos += sz;
+        if (type == LLMSQ_GGUF_BOOL && *v->raw > 1)
+            return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: %s: BOOL value %u at byte offset %" PRIu64
+                               " is neither 0 nor 1", r->path, r->ctx, *v->raw, at);
+        return LLMSQ_OK;
+    }
+    if (type == LLMSQ_GGUF_STRING) {
+        LLMSQ_TRY(rd_str(r, "the string length", &v->raw, &v->n));
+        v->raw_len = v->n;
+        return LLMSQ_OK;
+    }
+    if (type != LLMSQ_GGUF_ARRAY)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: %s: unknown value type %" PRIu32
+                           " at byte offset %" PRIu64, r->path, r->ctx, type, at - 4);
+    if (depth >= LLMSQ_GGUF_MAX_ARRAY_DEPTH)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: %s: arrays nested deeper than %d at byte offset %" PRIu64,
+                           r->path, r->ctx, LLMSQ_GGUF_MAX_ARRAY_DEPTH, at);
+    LLMSQ_TRY(rd_u32(r, "the array element type", &v->elem_type));
+    LLMSQ_TRY(rd_u64(r, "the array count", &v->n));
+    if (v->elem_type >= LLMSQ_GGUF_VTYPE_COUNT)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: %s: unknown array element type %" PRIu32
+                           " at byte offset %" PRIu64, r->path, r->ctx, v->elem_type, at);
+    /* Bound the count by the smallest encoding of one element before looping, so a huge
+     * count fails here instead of spinning. */
+    size_t esz = llmsq_gguf_vtype_size(v->elem_type);
+    uint64_t min_elem = esz ? esz : (v->elem_type == LLMSQ_GGUF_STRING ? 8 : 12);
+    if (v->n > left(r) / min_elem)
+        return llmsq_error(LLMSQ_STATUS_FORMAT,
+                           "%s: %s: array of %" PRIu64 " %s at byte offset %" PRIu64
+                           " cannot fit in the %" PRIu64 " bytes left",
+                           r->path, r->ctx, v->n, llmsq_gguf_vtype_name(v->elem_type), at, left(r));
+    v->raw = r->p + r->pos;
+    if (esz) {
+        v->raw_len = v->n * esz;
+        if (v->elem_type == LLMSQ_GGUF_BOOL)
+            for (uint64_t i = 0; i < v->n; i++)
+                if (v->raw[i] > 1)
+                    return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: %s: BOOL element %" PRIu64
+                                       " is neither 0 nor 1", r->path, r->ctx, i);
+        r->pos += v->raw_len;
+        return LLMSQ_OK;
+    }
+    for (uint64_t i = 0; i < v->n; i++) {
+        llmsq_gguf_value e;
+        LLMSQ_TRY(parse_value(r, v->elem_type, depth + 1, &e));
+    }
+    v->raw_len = (uint64_t)(r->p + r->pos - v->raw);
+    return LLMSQ_OK;
+}
+
+/* Amortized growth so that memory follows what the file really contains, not the count
+ * its header claims. */
+static llmsq_status grow(rd *r, void **arr, uint64_t *cap, uint64_t n, size_t elem)
+{
+    if (n < *cap) return LLMSQ_OK;
+    uint64_t nc = *cap ? 2 * *cap : 16;
+    void *p = realloc(*arr, nc * elem);
+    if (!p) return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory", r->path);
+    memset((char *)p + *cap * elem, 0, (nc - *cap) * elem);
+    *arr = p;
+    *cap = nc;
+    return LLMSQ_OK;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sort-based, so a file with millions of entries is checked in O(n log n). The names are
+ * the char * at byte `off` of each `stride`-byte record. */
+static llmsq_status check_unique(const char *path, const void *base, uint64_t n, size_t stride, size_t off,
+                                 const char *what)
+{
+    if (n < 2) return LLMSQ_OK;
+    char **sorted = malloc(n * sizeof *sorted);
+    if (!sorted) return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory", path);
+    for (uint64_t i = 0; i < n; i++) memcpy(&sorted[i], (const char *)base + i * stride + off, sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_str_ptr);
+    llmsq_status st = LLMSQ_OK;
+    for (uint64_t i = 1; i < n && st == LLMSQ_OK; i++)
+        if (strcmp(sorted[i - 1], sorted[i]) == 0)
+            st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: duplicate %s '%s'", path, what, sorted[i]);
+    free(sorted);
+    return st;
+}
+
+static llmsq_status check_header(rd *r, uint32_t *version)
+{
+    if (r->size < 4 || llmsq_gguf_rd32(r->p) != LLMSQ_GGUF_MAGIC) {
+        uint8_t m[4] = {0};
+        if (r->size) memcpy(m, r->p, r->size < 4 ? r->size : 4);
+        return llmsq_error(LLMSQ_STATUS_FORMAT,
+                           "%s: not a GGUF file (bad magic %02x %02x %02x %02x, expected 47 47 55 46 \"GGUF\"%s)",
+                           r->path, m[0], m[1], m[2], m[3], r->size < 4 ? "; file shorter than 4 bytes" : "");
+    }
+    r->pos = 4;
+    snprintf(r->ctx, sizeof r->ctx, "the header");
+    LLMSQ_TRY(rd_u32(r, "the version", version));
+    uint32_t v = *version;
+    if (v == 3) return LLMSQ_OK;
+    if (v == 1 || v == 2)
+        return llmsq_error(LLMSQ_STATUS_FORMAT,
+                           "%s: GGUF version %" PRIu32 " is not supported (only version 3; "
+                           "re-convert the model with a current llama.cpp)", r->path, v);
+    if ((v & 0xFFFFu) == 0 && v != 0)
+        return llmsq_error(LLMSQ_STATUS_FORMAT,
+                           "%s: GGUF version field 0x%08" PRIx32 " looks byte-swapped: big-endian GGUF "
+                           "files are not supported", r->path, v);
+    return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: unknown GGUF version %" PRIu32
+                       " (only version 3 is supported)", r->path, v);
+}
+
+static llmsq_status parse_kvs(rd *r, llmsq_gguf_file *f, uint64_t n_kv)
+{
+    uint64_t cap = 0;
+    for (uint64_t i = 0; i < n_kv; i++) {
+        uint64_t at = r->pos;
+        snprintf(r->ctx, sizeof r->ctx, "metadata key %" PRIu64, i);
+        LLMSQ_TRY(grow(r, (void **)&f->kv, &cap, f->n_kv, sizeof *f->kv));
+        llmsq_gguf_kv *kv = &f->kv[f->n_kv];
+        const uint8_t *s;
+        uint64_t len;
+        LLMSQ_TRY(rd_str(r, "the key length", &s, &len));
+        LLMSQ_TRY(dup_name(r, s, len, at, &kv->key));
+        f->n_kv++;
+        kv->offset = at;
+        snprintf(r->ctx, sizeof r->ctx, "key '%.100s'", kv->key);
+        uint32_t type;
+        LLMSQ_TRY(rd_u32(r, "the value type", &type));
+        LLMSQ_TRY(parse_value(r, type, 0, &kv->v));
+    }
+    return check_unique(r->path, f->kv, f->n_kv, sizeof *f->kv, offsetof(llmsq_gguf_kv, key), "metadata key");
+}
+
+static llmsq_status parse_alignment(rd *r, llmsq_gguf_file *f)
+{
+    f->alignment = LLMSQ_GGUF_DEFAULT_ALIGNMENT;
+    const llmsq_gguf_kv *kv = llmsq_gguf_find_kv(f, "general.alignment");
+    if (!kv) return LLMSQ_OK;
+    int64_t a;
+    if (!llmsq_gguf_get_int(&kv->v, &a) || kv->v.type == LLMSQ_GGUF_BOOL)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: key 'general.alignment' at byte offset %" PRIu64
+                           " has type %s, expected UINT32", r->path, kv->offset,
+                           llmsq_gguf_vtype_name(kv->v.type));
+    /* The cap keeps every align-up below free of overflow. */
+    if (a <= 0 || (a & (a - 1)) != 0 || a > (1 << 30))
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: general.alignment %" PRId64
+                           " is not a power of two in [1, 2^30]", r->path, a);
+    f->alignment = (uint64_t)a;
+    return LLMSQ_OK;
+}
+
+static llmsq_status parse_tensor_info(rd *r, llmsq_gguf_file *f, uint64_t i)
+{
+    llmsq_gguf_tensor_info *t = &f->tensors[i];
+    uint64_t at = r->pos;
+    t->info_offset = at;
+    snprintf(r->ctx, sizeof r->ctx, "tensor info %" PRIu64, i);
+    const uint8_t *s;
+    uint64_t len;
+    LLMSQ_TRY(rd_str(r, "the name length", &s, &len));
+    if (len >= LLMSQ_GGUF_MAX_NAME)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tensor info %" PRIu64 " at byte offset %" PRIu64
+                           ": name of %" PRIu64 " bytes (ggml allows at most %d)",
+                           r->path, i, at, len, LLMSQ_GGUF_MAX_NAME - 1);
+    LLMSQ_TRY(dup_name(r, s, len, at, &t->name));
+    snprintf(r->ctx, sizeof r->ctx, "tensor '%s'", t->name);
+    LLMSQ_TRY(rd_u32(r, "n_dims", &t->n_dims));
+    if (t->n_dims == 0 || t->n_dims > LLMSQ_GGUF_MAX_DIMS)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tensor '%s' at byte offset %" PRIu64
+                           ": n_dims %" PRIu32 " not in [1, %d]",
+                           r->path, t->name, at, t->n_dims, LLMSQ_GGUF_MAX_DIMS);
+    for (int d = 0; d < LLMSQ_GGUF_MAX_DIMS; d++) t->ne[d] = 1;
+    for (uint32_t d = 0; d < t->n_dims; d++) {
+        uint64_t ne;
+        LLMSQ_TRY(rd_u64(r, "a dimension", &ne));
+        if (ne > (uint64_t)INT64_MAX)
+            return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tensor '%s': ne[%" PRIu32 "] = %" PRIu64
+                               " is out of range", r->path, t->name, d, ne);
+        t->ne[d] = (int64_t)ne;
+    }
+    LLMSQ_TRY(rd_u32(r, "the type", &t->type));
+    LLMSQ_TRY(rd_u64(r, "the data offset", &t->offset));
+    const llmsq_ggml_type_info *ti = llmsq_ggml_type(t->type);
+    if (!ti)
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: tensor '%s' has unknown ggml type id %" PRIu32,
+                           r->path, t->name, t->type);
+    if (t->ne[0] % ti->block != 0)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tensor '%s': ne[0] = %" PRId64
+                           " is not a multiple of the %s block size %" PRId64,
+                           r->path, t->name, t->ne[0], ti->name, ti->block);
+    uint64_t nb = (uint64_t)(t->ne[0] / ti->block), numel = (uint64_t)t->ne[0];
+    bool ovf = __builtin_mul_overflow(nb, (uint64_t)ti->block_bytes, &nb);
+    for (int d = 1; d < LLMSQ_GGUF_MAX_DIMS; d++) {
+        ovf |= __builtin_mul_overflow(nb, (uint64_t)t->ne[d], &nb);
+        ovf |= __builtin_mul_overflow(numel, (uint64_t)t->ne[d], &numel);
+    }
+    if (ovf || numel > (uint64_t)INT64_MAX)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tensor '%s': shape overflows 64 bits",
+                           r->path, t->name);
+    t->nbytes = nb;
+    return LLMSQ_OK;
+}
+
+static llmsq_status parse_tensors(rd *r, llmsq_gguf_file *f, uint64_t n_tensors)
+{
+    uint64_t cap = 0;
+    for (uint64_t i = 0; i < n_tensors; i++) {
+        LLMSQ_TRY(grow(r, (void **)&f->tensors, &cap, f->n_tensors, sizeof *f->tensors));
+        f->n_tensors++; /* counted first so a half-parsed name is freed */
+        LLMSQ_TRY(parse_tensor_info(r, f, i));
+    }
+    LLMSQ_TRY(check_unique(r->path, f->tensors, f->n_tensors, sizeof *f->tensors,
+                           offsetof(llmsq_gguf_tensor_info, name), "tensor name"));
+
+    uint64_t a = f->alignment, end_infos = r->pos;
+    f->data_offset = (end_infos + a - 1) / a * a;
+    if (f->n_tensors == 0) return LLMSQ_OK;
+    if (f->data_offset > r->size)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: truncated: the data section would start at byte offset %"
+                           PRIu64 " but the file has %" PRIu64 " bytes", r->path, f->data_offset, r->size);
+    uint64_t data_size = r->size - f->data_offset;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const llmsq_gguf_tensor_info *t = &f->tensors[i];
+        if (t->offset % a != 0)
+            return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tensor '%s': data offset %" PRIu64
+                               " is not a multiple of the alignment %" PRIu64, r->path, t->name, t->offset, a);
+        if (t->offset > data_size || t->nbytes > data_size - t->offset)
+            return llmsq_error(LLMSQ_STATUS_FORMAT,
+                               "%s: tensor '%s': data at byte offset %" PRIu64 " + %" PRIu64
+                               " (%" PRIu64 " bytes) extends past the end of the file (%" PRIu64 " bytes)",
+                               r->path, t->name, f->data_offset, t->offset, t->nbytes, r->size);
+    }
+    return LLMSQ_OK;
+}
+
+llmsq_status llmsq_gguf_parse(const char *path, const uint8_t *data, uint64_t size, llmsq_gguf_file *out)
+{
+    LLMSQ_ASSERT(path && out && (data || size == 0));
+    memset(out, 0, sizeof *out);
+    rd r = {.path = path, .p = data, .size = size};
+    llmsq_gguf_file f = {.path = path, .data = data, .size = size};
+    uint64_t n_tensors = 0, n_kv = 0;
+    llmsq_status st = check_header(&r, &f.version);
+    if (st == LLMSQ_OK) st = rd_u64(&r, "tensor_count", &n_tensors);
+    if (st == LLMSQ_OK) st = rd_u64(&r, "metadata_kv_count", &n_kv);
+    /* A KV takes at least 13 bytes (key length, type, one value byte), a tensor info 24. */
+    if (st == LLMSQ_OK && (n_kv > left(&r) / 13 || n_tensors > left(&r) / 24))
+        st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: header claims %" PRIu64 " metadata keys and %" PRIu64
+                         " tensors, which cannot fit in the %" PRIu64 " bytes after byte offset %" PRIu64,
+                         path, n_kv, n_tensors, left(&r), r.pos);
+    if (st == LLMSQ_OK) st = parse_kvs(&r, &f, n_kv);
+    if (st == LLMSQ_OK) st = parse_alignment(&r, &f);
+    if (st == LLMSQ_OK) st = parse_tensors(&r, &f, n_tensors);
+    if (st != LLMSQ_OK) {
+        llmsq_gguf_file_free(&f);
+        return st;
+    }
+    *out = f;
+    return LLMSQ_OK;
+}
+
+void llmsq_gguf_file_free(llmsq_gguf_file *f)
+{
+    if (!f) return;
+    for (uint64_t i = 0; i < f->n_kv; i++) free(f->kv[i].key);
+    for (uint64_t i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
+    free(f->kv);
+    free(f->tensors);
+    memset(f, 0, sizeof *f);
+}
+
+const llmsq_gguf_kv *llmsq_gguf_find_kv(const llmsq_gguf_file *f, const char *key)
+{
+    for (uint64_t i = 0; i < f->n_kv; i++)
+        if (strcmp(f->kv[i].key, key) == 0) return &f->kv[i];
+    return NULL;
+}
+
+const llmsq_gguf_tensor_info *llmsq_gguf_find_tensor(const llmsq_gguf_file *f, const char *name)
+{
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
+    return NULL;
+}
+
+/* ---- the `llama` model reader ----------------------------------------------------------- */
+
+/* Integer hyper-parameter. llama.cpp insists on UINT32, but any integer type carries the
+ * value unambiguously, so it is accepted. Per-layer arrays are accepted when uniform. */
+static llmsq_status kv_int(const llmsq_gguf_file *f, const char *key, bool required, int64_t def,
+                           int64_t *out)
+{
+    const llmsq_gguf_kv *kv = llmsq_gguf_find_kv(f, key);
+    if (!kv) {
+        if (required) return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: missing required key '%s'", f->path, key);
+        *out = def;
+        return LLMSQ_OK;
+    }
+    const llmsq_gguf_value *v = &kv->v;
+    bool ok;
+    if (v->type == LLMSQ_GGUF_ARRAY && llmsq_gguf_vtype_size(v->elem_type) && v->n > 0) {
+        llmsq_gguf_value e0 = llmsq_gguf_array_elem(v, 0);
+        ok = llmsq_gguf_get_int(&e0, out);
+        for (uint64_t i = 1; ok && i < v->n; i++) {
+            llmsq_gguf_value e = llmsq_gguf_array_elem(v, i);
+            int64_t x;
+            ok = llmsq_gguf_get_int(&e, &x);
+            if (ok && x != *out)
+                return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: key '%s' has per-layer values that differ "
+                                   "(layer 0: %" PRId64 ", layer %" PRIu64 ": %" PRId64 ")",
+                                   f->path, key, *out, i, x);
+        }
+    } else {
+        ok = v->type != LLMSQ_GGUF_BOOL && llmsq_gguf_get_int(v, out);
+    }
+    if (!ok)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: key '%s' at byte offset %" PRIu64
+                           " has type %s, expected an integer (UINT32)", f->path, key, kv->offset,
+                           llmsq_gguf_vtype_name(v->type));
+    return LLMSQ_OK;
+}
+
+static llmsq_status kv_float(const llmsq_gguf_file *f, const char *key, bool required, double def,
+                             double *out)
+{
+    const llmsq_gguf_kv *kv = llmsq_gguf_find_kv(f, key);
+    if (!kv) {
+        if (required) return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: missing required key '%s'", f->path, key);
+        *out = def;
+        return LLMSQ_OK;
+    }
+    if (!llmsq_gguf_get_float(&kv->v, out))
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: key '%s' at byte offset %" PRIu64
+                           " has type %s, expected FLOAT32", f->path, key, kv->offset,
+                           llmsq_gguf_vtype_name(kv->v.type));
+    /* Converters narrow the decimal of config.json to FLOAT32 (1e-5 arrives as
+     * 9.99999975e-06). The shortest decimal that narrows to the same float is the value
+     * the converter started from; using it keeps a GGUF load numerically identical to
+     * the Hugging Face checkpoint it was made from. */
+    if (kv->v.type == LLMSQ_GGUF_FLOAT32 && isfinite(*out)) {
+        for (int prec = 1; prec <= 9; prec++) {
+            char buf[32];
+            snprintf(buf, sizeof buf, "%.*g", prec, *out);
+            double d = strtod(buf, NULL);
+            if ((float)d == (float)*out) {
+                *out = d;
+                break;
+            }
+        }
+    }
+    return LLMSQ_OK;
+}
+
+/* Borrowed, not NUL-terminated; *s = NULL when the key is absent. */
+static llmsq_status kv_str(const llmsq_gguf_file *f, const char *key, const char **s, size_t *len)
+{
+    *s = NULL;
+    *len = 0;
+    const llmsq_gguf_kv *kv = llmsq_gguf_find_kv(f, key);
+    if (!kv) return LLMSQ_OK;
+    if (kv->v.type != LLMSQ_GGUF_STRING)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: key '%s' at byte offset %" PRIu64
+                           " has type %s, expected STRING", f->path, key, kv->offset,
+                           llmsq_gguf_vtype_name(kv->v.type));
+    *s = (const char *)kv->v.raw;
+    *len = (size_t)kv->v.n;
+    return LLMSQ_OK;
+}
+
+static bool str_is(const char *s, size_t len, const char *lit)
+{
+    return s && len == strlen(lit) && memcmp(s, lit, len) == 0;
+}
+
+/* Token ids are UINT32 in GGUF, and writers store "none" as 0xFFFFFFFF. */
+static llmsq_status kv_token_id(const llmsq_gguf_file *f, const char *key, int32_t *out)
+{
+    int64_t v;
+    LLMSQ_TRY(kv_int(f, key, false, -1, &v));
+    *out = (v < 0 || v > INT32_MAX) ? -1 : (int32_t)v;
+    return LLMSQ_OK;
+}
+
+/* A required-or-defaulted size, which must be positive and fit the int32 arithmetic of
+ * the kernels. */
+static llmsq_status kv_size(const llmsq_gguf_file *f, const char *key, bool required, int64_t def, int64_t *out)
+{
+    LLMSQ_TRY(kv_int(f, key, required, def, out));
+    if (*out > 0 && *out <= INT32_MAX) return LLMSQ_OK;
+    return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: key '%s' = %" PRId64 " must be in [1, 2^31)", f->path, key, *out);
+}
+
+static llmsq_status read_config(const llmsq_gguf_file *f, llmsq_config *c)
+{
+    const char *arch;
+    size_t arch_len;
+    LLMSQ_TRY(kv_str(f, "general.architecture", &arch, &arch_len));
+    if (!arch) return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: missing required key 'general.architecture'", f->path);
+    if (!str_is(arch, arch_len, "llama"))
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: GGUF architecture '%.*s' is not supported (only 'llama')",
+                           f->path, (int)(arch_len > 64 ? 64 : arch_len), arch);
+
+    memset(c, 0, sizeof *c);
+    c->arch = LLMSQ_ARCH_LLAMA;
+    snprintf(c->arch_name, sizeof c->arch_name, "LlamaForCausalLM");
+    int64_t head_dim, rope_dim, value_len, vocab;
+    LLMSQ_TRY(kv_size(f, "llama.context_length", true, 0, &c->max_position));
+    LLMSQ_TRY(kv_size(f, "llama.embedding_length", true, 0, &c->hidden_size));
+    LLMSQ_TRY(kv_size(f, "llama.block_count", true, 0, &c->n_layers));
+    LLMSQ_TRY(kv_size(f, "llama.feed_forward_length", true, 0, &c->intermediate_size));
+    LLMSQ_TRY(kv_size(f, "llama.attention.head_count", true, 0, &c->n_heads));
+    LLMSQ_TRY(kv_size(f, "llama.attention.head_count_kv", false, c->n_heads, &c->n_kv_heads));
+    if (c->n_heads % c->n_kv_heads != 0)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: llama.attention.head_count %" PRId64
+                           " is not a multiple of head_count_kv %" PRId64, f->path, c->n_heads, c->n_kv_heads);
+    if (!llmsq_gguf_find_kv(f, "llama.attention.key_length") && c->hidden_size % c->n_heads != 0)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: llama.embedding_length %" PRId64 " is not a multiple of "
+                           "head_count %" PRId64 " and no key_length is given", f->path, c->hidden_size, c->n_heads);
+    LLMSQ_TRY(kv_size(f, "llama.attention.key_length", false, c->hidden_size / c->n_heads, &head_dim));
+    if (head_dim % 2 != 0)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: head size %" PRId64 " must be even for RoPE", f->path, head_dim);
+    c->head_dim = head_dim;
+    LLMSQ_TRY(kv_int(f, "llama.attention.value_length", false, head_dim, &value_len));
+    if (value_len != head_dim)
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: llama.attention.value_length %" PRId64
+                           " differs from key_length %" PRId64, f->path, value_len, head_dim);
+    LLMSQ_TRY(kv_int(f, "llama.rope.dimension_count", false, head_dim, &rope_dim));
+    if (rope_dim != head_dim)
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: llama.rope.dimension_count %" PRId64
+                           " differs from the head size %" PRId64 " (partial RoPE)", f->path, rope_dim, head_dim);
+    LLMSQ_TRY(kv_float(f, "llama.attention.layer_norm_rms_epsilon", true, 0, &c->rms_eps));
+    LLMSQ_TRY(kv_float(f, "llama.rope.freq_base", false, 10000.0, &c->rope_theta));
+
+    c->rope_type = LLMSQ_ROPE_DEFAULT;
+    c->rope_factor = 1.0;
+    const char *rs;
+    size_t rs_len;
+    LLMSQ_TRY(kv_str(f, "llama.rope.scaling.type", &rs, &rs_len));
+    if (str_is(rs, rs_len, "linear")) {
+        LLMSQ_TRY(kv_float(f, "llama.rope.scaling.factor", true, 0, &c->rope_factor));
+        c->rope_type = LLMSQ_ROPE_LINEAR;
+    } else if (rs && !str_is(rs, rs_len, "none")) {
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: llama.rope.scaling.type '%.*s' is not supported "
+                           "(only none and linear)", f->path, (int)(rs_len > 64 ? 64 : rs_len), rs);
+    } else if (!rs && llmsq_gguf_find_kv(f, "llama.rope.scale_linear")) {
+        /* Files written before rope.scaling.* existed. */
+        LLMSQ_TRY(kv_float(f, "llama.rope.scale_linear", true, 1.0, &c->rope_factor));
+        if (c->rope_factor != 1.0) c->rope_type = LLMSQ_ROPE_LINEAR;
+    }
+    if (c->rope_type == LLMSQ_ROPE_LINEAR && !(c->rope_factor > 0 && isfinite(c->rope_factor)))
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: rope scaling factor %g must be positive", f->path, c->rope_factor);
+
+    const llmsq_gguf_tensor_info *emb = llmsq_gguf_find_tensor(f, "token_embd.weight");
+    if (!emb) return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: no tensor 'token_embd.weight'", f->path);
+    LLMSQ_TRY(kv_int(f, "llama.vocab_size", false, emb->ne[1], &vocab));
+    if (vocab != emb->ne[1] || emb->n_dims != 2)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: llama.vocab_size %" PRId64 " does not match token_embd.weight "
+                           "(%" PRIu32 " dims, %" PRId64 " rows)", f->path, vocab, emb->n_dims, emb->ne[1]);
+    c->vocab_size = vocab;
+    c->tie_embeddings = llmsq_gguf_find_tensor(f, "output.weight") == NULL;
+    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.bos_token_id", &c->bos_id));
+    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.eos_token_id", &c->eos_id));
+    return llmsq_config_validate(c, f->path);
+}
+
+enum { PERM_NONE, PERM_Q, PERM_K };
+
+/* GGUF tensor name -> HF name (FORMATS.md 5.4). Returns false for names llmsq does not
+ * know; *perm says whether the rows are in the interleaved RoPE layout. */
+static bool hf_name(const char *g, char *out, size_t cap, int64_t *layer, int *perm, char *role)
+{
+    static const struct { const char *g, *hf; } glob[] = {
+        {"token_embd.weight", "model.embed_tokens.weight"},
+        {"output_norm.weight", "model.norm.weight"},
+        {"output.weight", "lm_head.weight"},
+    };
+    /* role: which config bias flag a .bias sets (0: the tensor has no bias form) */
+    static const struct { const char *g, *hf; int perm; char role; } blk[] = {
+        {"attn_norm", "input_layernorm", PERM_NONE, 0},
+        {"ffn_norm", "post_attention_layernorm", PERM_NONE, 0},
+        {"attn_q", "self_attn.q_proj", PERM_Q, 'q'},
+        {"attn_k", "self_attn.k_proj", PERM_K, 'q'},
+        {"attn_v", "self_attn.v_proj", PERM_NONE, 'q'},
+        {"attn_output", "self_attn.o_proj", PERM_NONE, 'o'},
+        {"ffn_gate", "mlp.gate_proj", PERM_NONE, 'm'},
+        {"ffn_up", "mlp.up_proj", PERM_NONE, 'm'},
+        {"ffn_down", "mlp.down_proj", PERM_NONE, 'm'},
+    };
+    *layer = -1;
+    *perm = PERM_NONE;
+    *role = 0;
+    for (size_t i = 0; i < sizeof glob / sizeof glob[0]; i++)
+        if (strcmp(g, glob[i].g) == 0) return snprintf(out, cap, "%s", glob[i].hf) < (int)cap;
+    if (strncmp(g, "blk.", 4) != 0) return false;
+    const char *p = g + 4;
+    int64_t n = 0;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9' && digits < 9) n = n * 10 + (*p++ - '0'), digits++;
+    if (digits == 0 || *p != '.' || (digits > 1 && g[4] == '0')) return false;
+    const char *base = p + 1, *dot = strrchr(base, '.');
+    if (!dot) return false;
+    size_t blen = (size_t)(dot - base);
+    bool is_bias = strcmp(dot, ".bias") == 0;
+    if (!is_bias && strcmp(dot, ".weight") != 0) return false;
+    for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++) {
+        if (strlen(blk[i].g) != blen || memcmp(base, blk[i].g, blen) != 0) continue;
+        if (is_bias && !blk[i].role) return false;
+        *layer = n;
+        *perm = blk[i].perm;
+        *role = is_bias ? blk[i].role : 0;
+        return snprintf(out, cap, "model.layers.%" PRId64 ".%s%s", n, blk[i].hf, dot) < (int)cap;
+    }
+    return false;
+}
+
+static bool ggml_to_dtype(uint32_t type, llmsq_dtype *dt)
+{
+    switch (type) {
+    case LLMSQ_GGML_F32: *dt = LLMSQ_DTYPE_F32; return true;
+    case LLMSQ_GGML_F16: *dt = LLMSQ_DTYPE_F16; return true;
+    case LLMSQ_GGML_BF16: *dt = LLMSQ_DTYPE_BF16; return true;
+    case LLMSQ_GGML_Q8_0: *dt = LLMSQ_DTYPE_Q8_0; return true;
+    default: return false;
+    }
+}
+
+typedef struct plan {
+    char        hf[96];
+    llmsq_dtype dtype;
+    int         perm;
+} plan;
+
+/* Checks every tensor before the store is touched, so that a file that fails leaves no
+ * half-translated model behind it for a forgiving caller to use. */
+static llmsq_status plan_tensors(const llmsq_gguf_file *f, llmsq_config *c, plan *pl)
+{
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const llmsq_gguf_tensor_info *t = &f->tensors[i];
+        int64_t layer;
+        char role;
+        if (strcmp(t->name, "rope_freqs.weight") == 0)
+            return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: tensor 'rope_freqs.weight' (Llama 3 RoPE frequency "
+                               "factors) is not supported", f->path);
+        if (!hf_name(t->name, pl[i].hf, sizeof pl[i].hf, &layer, &pl[i].perm, &role))
+            return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: tensor '%s' is not a llama tensor llmsq knows",
+                               f->path, t->name);
+        if (layer >= c->n_layers)
+            return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tensor '%s' names layer %" PRId64 " but llama.block_count is %"
+                               PRId64, f->path, t->name, layer, c->n_layers);
+        if (!ggml_to_dtype(t->type, &pl[i].dtype))
+            return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: tensor '%s' has ggml type %s; llmsq reads F32, F16, "
+                               "BF16 and Q8_0", f->path, t->name, llmsq_ggml_type(t->type)->name);
+        if (role == 'q') c->qkv_bias = true;
+        if (role == 'o') c->o_bias = true;
+        if (role == 'm') c->mlp_bias = true;
+        if (pl[i].perm == PERM_NONE) continue;
+        int64_t rows = (pl[i].perm == PERM_Q ? c->n_heads : c->n_kv_heads) * c->head_dim;
+        bool bias = role != 0;
+        bool ok = bias ? (t->n_dims == 1 && t->ne[0] == rows && llmsq_ggml_type(t->type)->block == 1)
+                       : (t->n_dims == 2 && t->ne[1] == rows);
+        if (!ok)
+            return llmsq_error(LLMSQ_STATUS_SHAPE, "%s: tensor '%s' has ne {%" PRId64 ", %" PRId64 "} %s; its RoPE "
+                               "rows cannot be permuted as %" PRId64 " rows of %" PRId64 "-element heads",
+                               f->path, t->name, t->ne[0], t->ne[1], llmsq_ggml_type(t->type)->name, rows, c->head_dim);
+    }
+    return LLMSQ_OK;
+}
+
+static llmsq_status add_tensors(const llmsq_gguf_file *f, const llmsq_config *c, const plan *pl, llmsq_store *s)
+{
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const llmsq_gguf_tensor_info *t = &f->tensors[i];
+        int64_t shape[LLMSQ_GGUF_MAX_DIMS];
+        for (uint32_t d = 0; d < t->n_dims; d++) shape[d] = t->ne[t->n_dims - 1 - d];
+        uint64_t file_off = f->data_offset + t->offset;
+        const uint8_t *src = f->data + file_off;
+        size_t elem = llmsq_dtype_info(pl[i].dtype)->block == 1 ? llmsq_dtype_info(pl[i].dtype)->block_bytes : 1;
+        /* A small general.alignment can leave data misaligned for its element type; those
+         * tensors are copied rather than handed out as misaligned pointers. */
+        bool misaligned = (uintptr_t)src % elem != 0;
+        if (pl[i].perm == PERM_NONE && !misaligned) {
+            LLMSQ_TRY(llmsq_store_add(s, pl[i].hf, pl[i].dtype, (int)t->n_dims, shape, src, (size_t)t->nbytes,
+                                      f->path, file_off));
+            continue;
+        }
+        void *copy = malloc(t->nbytes ? (size_t)t->nbytes : 1);
+        if (!copy) return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: tensor '%s': out of memory", f->path, t->name);
+        memcpy(copy, src, (size_t)t->nbytes);
+        if (pl[i].perm != PERM_NONE) {
+            int64_t heads = pl[i].perm == PERM_Q ? c->n_heads : c->n_kv_heads;
+            size_t row_bytes = (size_t)(t->nbytes / (uint64_t)(heads * c->head_dim));
+            llmsq_status st = llmsq_permute_qk_rows(copy, heads, c->head_dim, row_bytes, true);
+            if (st != LLMSQ_OK) {
+                free(copy);
+                return llmsq_error_prefix(st, "%s: tensor '%s'", f->path, t->name);
+            }
+        }
+        LLMSQ_TRY(llmsq_store_put(s, pl[i].hf, pl[i].dtype, (int)t->n_dims, shape, copy));
+    }
+    return LLMSQ_OK;
+}
+
+static llmsq_status read_tokenizer(const llmsq_gguf_file *f, llmsq_tokenizer **tok)
+{
+    const char *model;
+    size_t model_len;
+    LLMSQ_TRY(kv_str(f, "tokenizer.ggml.model", &model, &model_len));
+    if (!str_is(model, model_len, "llama")) return LLMSQ_OK; /* gpt2 etc.: the tokenizer issue */
+
+    const llmsq_gguf_kv *ktok = llmsq_gguf_find_kv(f, "tokenizer.ggml.tokens");
+    const llmsq_gguf_kv *kscore = llmsq_gguf_find_kv(f, "tokenizer.ggml.scores");
+    const llmsq_gguf_kv *ktype = llmsq_gguf_find_kv(f, "tokenizer.ggml.token_type");
+    if (!ktok || ktok->v.type != LLMSQ_GGUF_ARRAY || ktok->v.elem_type != LLMSQ_GGUF_STRING)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tokenizer.ggml.tokens is %s, expected an ARRAY of STRING",
+                           f->path, ktok ? llmsq_gguf_vtype_name(ktok->v.type) : "missing");
+    uint64_t n = ktok->v.n;
+    if (n == 0 || n > INT32_MAX)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tokenizer.ggml.tokens has %" PRIu64 " entries", f->path, n);
+    if (kscore && (kscore->v.type != LLMSQ_GGUF_ARRAY || kscore->v.elem_type != LLMSQ_GGUF_FLOAT32 ||
+                   kscore->v.n != n))
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tokenizer.ggml.scores must be an ARRAY of %" PRIu64
+                           " FLOAT32", f->path, n);
+    if (ktype && (ktype->v.type != LLMSQ_GGUF_ARRAY || ktype->v.n != n ||
+                  (ktype->v.elem_type != LLMSQ_GGUF_INT32 && ktype->v.elem_type != LLMSQ_GGUF_UINT32)))
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tokenizer.ggml.token_type must be an ARRAY of %" PRIu64
+                           " INT32", f->path, n);
+
+    llmsq_spm_options opt = llmsq_spm_default_options();
+    /* llama.cpp's SPM tokenizer adds the dummy prefix but never collapses or strips
+     * whitespace, whatever the original normalizer said; encode as llama.cpp would. */
+    opt.add_dummy_prefix = true;
+    opt.remove_extra_whitespaces = false;
+    opt.escape_whitespaces = true;
+    opt.byte_fallback = true;
+    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.unknown_token_id", &opt.unk_id));
+    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.bos_token_id", &opt.bos_id));
+    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.eos_token_id", &opt.eos_id));
+    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.padding_token_id", &opt.pad_id));
+
+    /* Pieces are not NUL-terminated in the file: one buffer of n terminated copies. */
+    char **pieces = malloc(n * sizeof *pieces);
+    char *text = malloc(ktok->v.raw_len - 8 * n + n);
+    float *scores = calloc(n, sizeof *scores);
+    int32_t *types = ktype ? malloc(n * sizeof *types) : NULL;
+    llmsq_status st = LLMSQ_OK;
+    if (!pieces || !text || !scores || (ktype && !types)) {
+        st = llmsq_error(LLMSQ_STATUS_NOMEM, "%s: tokenizer: out of memory", f->path);
+        goto done;
+    }
+    uint64_t cur = 0;
+    char *w = text;
+    for (uint64_t i = 0; i < n; i++) {
+        const char *s;
+        uint64_t len;
+        llmsq_gguf_array_next_string(&ktok->v, &cur, &s, &len);
+        if (memchr(s, 0, len)) {
+            st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tokenizer.ggml.tokens[%" PRIu64 "] contains a NUL byte",
+                             f->path, i);
+            goto done;
+        }
+        memcpy(w, s, len);
+        w[len] = '\0';
+        pieces[i] = w;
+        w += len + 1;
+        if (kscore) {
+            uint32_t u = llmsq_gguf_rd32(kscore->v.raw + 4 * i);
+            memcpy(&scores[i], &u, 4);
+        }
+        if (types) types[i] = (int32_t)llmsq_gguf_rd32(ktype->v.raw + 4 * i);
+    }
+    st = llmsq_tokenizer_from_vocab((int64_t)n, (const char *const *)pieces, scores, types, &opt, f->path, tok);
+done:
+    free(pieces);
+    free(text);
+    free(scores);
+    free(types);
+    return st;
+}
+
+llmsq_status llmsq_gguf_read_model(const char *path, llmsq_store *s, llmsq_config *cfg, llmsq_tokenizer **tok)
+{
+    LLMSQ_ASSERT(path && s && cfg && tok);
+    *tok = NULL;
+    const uint8_t *data;
+    size_t size;
+    LLMSQ_TRY(llmsq_store_map_file(s, path, &data, &size));
+    llmsq_gguf_file f;
+    LLMSQ_TRY(llmsq_gguf_parse(path, data, size, &f));
+    llmsq_config c;
+    plan *pl = NULL;
+    llmsq_status st = read_config(&f, &c);
+    if (st == LLMSQ_OK) {
+        pl = calloc(f.n_tensors ? f.n_tensors : 1, sizeof *pl);
+        if (!pl) st = llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory", path);
+    }
+    if (st == LLMSQ_OK) st = plan_tensors(&f, &c, pl);
+    if (st == LLMSQ_OK) st = add_tensors(&f, &c, pl, s);
+    if (st == LLMSQ_OK) st = read_tokenizer(&f, tok);
+    if (st == LLMSQ_OK) *cfg = c;
+    if (st != LLMSQ_OK && *tok) {
+        llmsq_tokenizer_free(*tok);
+        *tok = NULL;
+    }
+    free(pl);
+    llmsq_gguf_file_free(&f);
+    return st;
+}
