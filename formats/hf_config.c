@@ -170,7 +170,10 @@ llmsq_status llmsq_hf_config_read(const char *path, llmsq_config *c)
     }
     /* Mistral attends within sliding_window; Qwen2/3 only when use_sliding_window is set. */
     if (c->arch == LLMSQ_ARCH_MISTRAL) {
-        st = get_int(root, path, "sliding_window", 0, false, &c->sliding_window);
+        /* absent: MistralConfig's default of 4096; null: no window */
+        json_t *sw = json_object_get(root, "sliding_window");
+        if (!sw) c->sliding_window = 4096;
+        else st = get_int(root, path, "sliding_window", 0, false, &c->sliding_window);
     } else if (c->arch == LLMSQ_ARCH_QWEN2 || c->arch == LLMSQ_ARCH_QWEN3) {
         bool use = false;
         st = get_bool(root, path, "use_sliding_window", false, &use);
