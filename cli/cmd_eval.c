@@ -59,7 +59,7 @@ int llmsq_cmd_eval(int argc, char **argv)
     if (!model) return cli_usage_error("eval", "--model is required");
     if (!file) return cli_usage_error("eval", "--ppl FILE is required");
     llmsq_threads_set((int)threads);
-    p.progress = !json || !llmsq_is_quiet();
+    p.progress = !llmsq_is_quiet();
 
     llmsq_model *m;
     llmsq_status st = llmsq_model_open(model, &m);

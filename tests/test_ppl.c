@@ -21,6 +21,7 @@ static bool setup_stream(void)
 {
     char *dir = tu_shared(HF), *text = tu_shared(TEXT);
     if (!dir || !text) {
+        fprintf(stderr, "SKIP: ../shared/%s or ../shared/%s not found (set LLMSQ_SHARED)\n", HF, TEXT);
         free(dir), free(text);
         return false;
     }
