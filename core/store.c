@@ -1,5 +1,6 @@
 /* The tensor store: named tensors, file mappings, lazy F32 materialization. */
 #include "llmsq/store.h"
+#include "llmsq/quant.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +52,7 @@ llmsq_store *llmsq_store_create(void)
 
 static void entry_free(store_entry *e)
 {
+    llmsq_qlinear_free((llmsq_qlinear *)e->t.qlinear);
     if (e->t.owned) free(e->t.data);
     free(e->f32);
     free(e->t.name);
@@ -172,6 +174,8 @@ static llmsq_status insert(llmsq_store *s, const char *name, llmsq_dtype dtype, 
         }
         store_entry *e = &s->entries[*slot - 1];
         if (e->t.owned) free(e->t.data);
+        llmsq_qlinear_free((llmsq_qlinear *)e->t.qlinear);
+        e->t.qlinear = NULL;
         free(e->f32);
         e->f32 = NULL;
         e->t.dtype = dtype;
@@ -259,7 +263,7 @@ llmsq_status llmsq_store_get_f32(llmsq_store *s, const char *name, const float *
     store_entry *e = &s->entries[v - 1];
     /* F32 data in a mapping is used in place when aligned (safetensors guarantees only
      * byte alignment, so an unaligned tensor is copied). */
-    if (e->t.dtype == LLMSQ_DTYPE_F32 && ((uintptr_t)e->t.data % sizeof(float)) == 0) {
+    if (!e->t.qlinear && e->t.dtype == LLMSQ_DTYPE_F32 && ((uintptr_t)e->t.data % sizeof(float)) == 0) {
         *out = e->t.data;
         return LLMSQ_OK;
     }
@@ -267,6 +271,12 @@ llmsq_status llmsq_store_get_f32(llmsq_store *s, const char *name, const float *
         int64_t n = llmsq_tensor_numel(&e->t);
         float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof *f);
         if (!f) return llmsq_error(LLMSQ_STATUS_NOMEM, "tensor '%s': out of memory", name);
+        if (e->t.qlinear) {
+            llmsq_qlinear_dequant(e->t.qlinear, f);
+            e->f32 = f;
+            *out = f;
+            return LLMSQ_OK;
+        }
         llmsq_status st = llmsq_dtype_to_f32(e->t.dtype, e->t.data, f, n);
         if (st != LLMSQ_OK) {
             free(f);
@@ -286,12 +296,46 @@ void llmsq_store_release_f32(llmsq_store *s, const char *name)
     s->entries[v - 1].f32 = NULL;
 }
 
+llmsq_status llmsq_store_put_qlinear(llmsq_store *s, const char *name, llmsq_qlinear *q)
+{
+    LLMSQ_ASSERT(s && name && q);
+    size_t v = *find_slot(s, name);
+    if (v) {
+        const llmsq_tensor *t = &s->entries[v - 1].t;
+        if (t->ndim != 2 || t->shape[0] != q->out || t->shape[1] != q->in) {
+            char sh[96];
+            llmsq_status st = llmsq_error(LLMSQ_STATUS_SHAPE, "tensor '%s': quantized [%lld, %lld] does not match %s", name,
+                                          (long long)q->out, (long long)q->in, llmsq_shape_str(t, sh, sizeof sh));
+            llmsq_qlinear_free(q);
+            return st;
+        }
+    }
+    int64_t shape[2] = {q->out, q->in};
+    llmsq_status st = insert(s, name, LLMSQ_DTYPE_F32, 2, shape, NULL, 0, false, NULL, 0, true);
+    if (st != LLMSQ_OK) {
+        llmsq_qlinear_free(q);
+        return st;
+    }
+    s->entries[*find_slot(s, name) - 1].t.qlinear = q;
+    return LLMSQ_OK;
+}
+
+const llmsq_qlinear *llmsq_store_get_qlinear(const llmsq_store *s, const char *name)
+{
+    size_t v = *find_slot(s, name);
+    return v ? s->entries[v - 1].t.qlinear : NULL;
+}
+
 size_t llmsq_store_resident_bytes(const llmsq_store *s)
 {
     size_t total = 0;
     for (size_t i = 0; i < s->n; i++) {
         const store_entry *e = &s->entries[i];
         if (e->t.owned) total += e->t.nbytes;
+        if (e->t.qlinear) {
+            const llmsq_qlinear *q = e->t.qlinear;
+            total += (size_t)(q->out * q->in) + (size_t)(q->out * q->n_groups) * 8 + (q->g_idx ? (size_t)q->in * 4 : 0);
+        }
         if (e->f32) total += (size_t)llmsq_tensor_numel(&e->t) * sizeof(float);
     }
     return total;

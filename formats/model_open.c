@@ -31,6 +31,10 @@ static llmsq_status open_hf_dir(const char *dir, llmsq_store *s, llmsq_config *c
     free(cfg_path);
     if (st != LLMSQ_OK) return st;
     LLMSQ_TRY(llmsq_safetensors_read_dir(s, dir));
+    cfg_path = llmsq_path_join(dir, "config.json");
+    st = llmsq_quantized_checkpoint_import(s, cfg_path);
+    free(cfg_path);
+    if (st != LLMSQ_OK) return st;
     char *tok_path = llmsq_path_join(dir, "tokenizer.model");
     if (llmsq_is_file(tok_path)) st = llmsq_tokenizer_load_spm(tok_path, tok);
     free(tok_path);

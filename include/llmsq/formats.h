@@ -73,6 +73,45 @@ LLMSQ_API llmsq_status llmsq_llama2c_read_model(const char *path, llmsq_store *s
 LLMSQ_API llmsq_status llmsq_permute_qk_rows(void *data, int64_t n_heads, int64_t head_dim,
                                              size_t row_bytes, bool to_hf);
 
+/* ---- quantized checkpoints (FORMATS.md 2 and 4) ----------------------------------------- */
+
+struct llmsq_quant_params;
+
+typedef enum llmsq_ckpt_format {
+    LLMSQ_CKPT_COMPRESSED_TENSORS = 0, /* pack-quantized (W4A16/W8A16), group or channel */
+    LLMSQ_CKPT_GPTQ                    /* AutoGPTQ/GPTQModel layout, v1 zero points */
+} llmsq_ckpt_format;
+
+typedef struct llmsq_ckpt_write_params {
+    llmsq_ckpt_format format;
+    const char *source;           /* the model path the store was opened from: for a HF directory its
+                                     config.json is extended and its tokenizer/generation files copied */
+    const struct llmsq_quant_params *quant; /* what produced the quantized linears */
+    bool        true_sequential;  /* recorded in the GPTQ quantization_config */
+    const char *manifest_json;    /* a JSON object (flags, inputs, calibration) to which the writer adds
+                                     "outputs": {file: sha256} and writes as manifest.json; NULL: none */
+} llmsq_ckpt_write_params;
+
+/* Writes the store as a Hugging Face directory: every tensor with a quantized linear
+ * (llmsq_store_get_qlinear) in the packed layout of p->format, every other tensor unchanged
+ * (lm_head omitted when tied), config.json with quantization_config (and, for GPTQ,
+ * quantize_config.json), tokenizer and generation files copied from p->source, and the
+ * manifest. Built in "<out_dir>.tmp" and renamed when complete; nothing is left behind on
+ * failure. Errors: UNSUPPORTED when the format cannot represent a linear (e.g. GPTQ needs
+ * in_features divisible by the pack factor; the message names the tensor), IO, ARG (out_dir
+ * exists and is not empty). */
+LLMSQ_API llmsq_status llmsq_quantized_checkpoint_write(const char *out_dir, const llmsq_store *s,
+                                                        const llmsq_config *cfg,
+                                                        const llmsq_ckpt_write_params *p);
+
+/* Called by the HF directory reader after the safetensors are in the store: when config.json
+ * (cfg_path) has a quantization_config of quant_method "gptq" or "compressed-tensors"
+ * (pack-quantized), translates every packed linear into the canonical form under
+ * "<prefix>.weight" (llmsq_store_put_qlinear). No quantization_config: nothing to do.
+ * Errors: UNSUPPORTED (other methods or formats, naming them), FORMAT (inconsistent shapes
+ * or fields, naming the tensor). */
+LLMSQ_API llmsq_status llmsq_quantized_checkpoint_import(llmsq_store *s, const char *cfg_path);
+
 /* ---- any checkpoint -------------------------------------------------------------------- */
 
 /* Opens a model from a Hugging Face directory (config.json + safetensors + tokenizer.model),

@@ -8,6 +8,7 @@
 #include "llmsq/model.h"
 #include "llmsq/tokenizer.h"
 #include "llmsq/formats.h"
+#include "llmsq/quant.h"
 #include "llmsq/calib.h"
 #include "llmsq/eval.h"
 #include "llmsq/backend.h"

@@ -56,6 +56,18 @@ LLMSQ_API const llmsq_tensor *llmsq_store_at(const llmsq_store *s, size_t i);
  * that need finite weights check with llmsq_f32_all_finite). */
 LLMSQ_API llmsq_status llmsq_store_get_f32(llmsq_store *s, const char *name, const float **out);
 
+/* ---- quantized linears (canonical form of include/llmsq/quant.h) ----------------------- */
+struct llmsq_qlinear;
+
+/* Stores `q` as the content of weight `name` ([out, in]); the store takes ownership (also
+ * on error). A tensor of that name is replaced: its F32 view becomes the dequantized weights
+ * (computed lazily by llmsq_store_get_f32). Errors: SHAPE when an existing tensor of that
+ * name has another shape. */
+LLMSQ_API llmsq_status llmsq_store_put_qlinear(llmsq_store *s, const char *name, struct llmsq_qlinear *q);
+
+/* The quantized linear stored under `name`, or NULL. */
+LLMSQ_API const struct llmsq_qlinear *llmsq_store_get_qlinear(const llmsq_store *s, const char *name);
+
 /* Frees the F32 copy made by llmsq_store_get_f32 (no-op for F32 tensors and unknown names). */
 LLMSQ_API void llmsq_store_release_f32(llmsq_store *s, const char *name);
 

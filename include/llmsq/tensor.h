@@ -61,6 +61,8 @@ typedef struct llmsq_tensor {
     bool        owned;
     const char *file;                  /* file the tensor came from (for error messages), may be NULL */
     uint64_t    file_offset;           /* byte offset of data within `file` */
+    const struct llmsq_qlinear *qlinear; /* non-NULL: a quantized linear [out, in] (quant.h);
+                                            data is NULL and dtype F32 describes its F32 view */
 } llmsq_tensor;
 
 LLMSQ_API int64_t llmsq_tensor_numel(const llmsq_tensor *t);
