@@ -14,6 +14,7 @@ int llmsq_cmd_eval(int argc, char **argv);
 int llmsq_cmd_generate(int argc, char **argv);
 int llmsq_cmd_synth(int argc, char **argv);
 int llmsq_cmd_tokenize(int argc, char **argv);
+int llmsq_cmd_quantize(int argc, char **argv);
 
 /* Prints "llmsq <cmd>: error: <last error or status text>" and returns 1. */
 int cli_fail(const char *cmd, llmsq_status s);

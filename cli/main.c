@@ -13,7 +13,9 @@ static const struct {
     {"inspect", llmsq_cmd_inspect, "show a checkpoint's architecture, tensors, dtypes and sizes"},
     {"eval", llmsq_cmd_eval, "perplexity of a model on a text file under a named protocol"},
     {"generate", llmsq_cmd_generate, "greedy text generation"},
+    {"quantize", llmsq_cmd_quantize, "quantize a model (RTN, GPTQ) into a compressed-tensors or GPTQ checkpoint"},
     {"synth", llmsq_cmd_synth, "write a synthetic model with the shapes of a real one"},
+    {"tokenize", llmsq_cmd_tokenize, "text on stdin to token ids with a model's tokenizer"},
 };
 
 static void usage(FILE *f)

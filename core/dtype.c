@@ -13,6 +13,7 @@ static const llmsq_dtype_traits g_traits[LLMSQ_DTYPE_COUNT] = {
     [LLMSQ_DTYPE_I32]  = {"I32", 1, 4, false},
     [LLMSQ_DTYPE_U8]   = {"U8", 1, 1, false},
     [LLMSQ_DTYPE_Q8_0] = {"Q8_0", 32, 34, true},
+    [LLMSQ_DTYPE_I64]  = {"I64", 1, 8, false},
 };
 
 const llmsq_dtype_traits *llmsq_dtype_info(llmsq_dtype t)

@@ -117,6 +117,21 @@ static void attention(const llmsq_config *c, const float *q, const float *kc, co
 llmsq_status llmsq_model_block_forward(const llmsq_model *m, int64_t layer, llmsq_kv_cache *cache, float *x,
                                        int64_t T)
 {
+    return llmsq_model_block_forward_observed(m, layer, cache, x, T, NULL);
+}
+
+/* Hands input `which` to the observer; *stop is set when the block may return now. */
+static llmsq_status observe(const llmsq_block_observer *obs, llmsq_block_input which, const float *X, int64_t T,
+                            int64_t n, bool *stop)
+{
+    if (!obs) return LLMSQ_OK;
+    *stop = obs->stop_after == which;
+    return obs->fn ? obs->fn(obs->user, which, X, T, n) : LLMSQ_OK;
+}
+
+llmsq_status llmsq_model_block_forward_observed(const llmsq_model *m, int64_t layer, llmsq_kv_cache *cache,
+                                                float *x, int64_t T, const llmsq_block_observer *obs)
+{
     const llmsq_config *c = &m->cfg;
     LLMSQ_ASSERT(layer >= 0 && layer < c->n_layers && cache && x && T > 0);
     LLMSQ_ASSERT(cache->kv_dim == c->n_kv_heads * c->head_dim && cache->n_layers == c->n_layers);
@@ -125,6 +140,7 @@ llmsq_status llmsq_model_block_forward(const llmsq_model *m, int64_t layer, llms
         return llmsq_error(LLMSQ_STATUS_ARG, "KV cache full: %lld + %lld tokens exceed its %lld positions",
                            (long long)pos0, (long long)T, (long long)cache->cap);
     const llmsq_layer_weights *w = &m->layers[layer];
+    LLMSQ_ASSERT(w->wq && w->wd); /* the layer is bound (llmsq_model_rebind_layer) */
     const int64_t d = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
     const int64_t qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, L = pos0 + T;
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -142,8 +158,11 @@ llmsq_status llmsq_model_block_forward(const llmsq_model *m, int64_t layer, llms
     float *kc = cache->k + (size_t)(layer * cache->cap * kvd);
     float *vc = cache->v + (size_t)(layer * cache->cap * kvd);
 
+    bool stop = false;
+    llmsq_status st = LLMSQ_OK;
     /* attention */
     rmsnorm(x, w->attn_norm, T, d, c->rms_eps, xn);
+    if ((st = observe(obs, LLMSQ_INPUT_ATTN, xn, T, d, &stop)) != LLMSQ_OK || stop) goto done;
     linear(xn, T, d, w->wq, w->bq, qd, q);
     linear(xn, T, d, w->wk, w->bk, kvd, kc + pos0 * kvd);
     linear(xn, T, d, w->wv, w->bv, kvd, vc + pos0 * kvd);
@@ -154,19 +173,23 @@ llmsq_status llmsq_model_block_forward(const llmsq_model *m, int64_t layer, llms
     rope(q, T, c->n_heads, hd, pos0, m->inv_freq);
     rope(kc + pos0 * kvd, T, c->n_kv_heads, hd, pos0, m->inv_freq);
     attention(c, q, kc, vc, T, pos0, att, scores);
+    if ((st = observe(obs, LLMSQ_INPUT_O, att, T, qd, &stop)) != LLMSQ_OK || stop) goto done;
     linear(att, T, qd, w->wo, w->bo, d, xn);
     for (int64_t i = 0; i < T * d; i++) x[i] += xn[i];
 
     /* SwiGLU MLP: down(silu(gate(x)) * up(x)) */
     rmsnorm(x, w->ffn_norm, T, d, c->rms_eps, xn);
+    if ((st = observe(obs, LLMSQ_INPUT_MLP, xn, T, d, &stop)) != LLMSQ_OK || stop) goto done;
     linear(xn, T, d, w->wg, w->bg, F, g);
     linear(xn, T, d, w->wu, w->bu, F, u);
     for (int64_t i = 0; i < T * F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    if ((st = observe(obs, LLMSQ_INPUT_DOWN, g, T, F, &stop)) != LLMSQ_OK || stop) goto done;
     linear(g, T, F, w->wd, w->bd, d, xn);
     for (int64_t i = 0; i < T * d; i++) x[i] += xn[i];
 
+done:
     free(xn), free(q), free(att), free(g), free(u), free(scores);
-    return LLMSQ_OK;
+    return st;
 }
 
 llmsq_status llmsq_model_embed(const llmsq_model *m, const int32_t *tokens, int64_t T, float *x)

@@ -200,6 +200,59 @@ fail:
     return st;
 }
 
+llmsq_status llmsq_model_rebind_layer(llmsq_model *m, int64_t layer)
+{
+    LLMSQ_ASSERT(layer >= 0 && layer < m->cfg.n_layers);
+    bind_ctx b = {m, m->source};
+    llmsq_status st = bind_layer(&b, layer);
+    if (st != LLMSQ_OK) memset(&m->layers[layer], 0, sizeof m->layers[layer]);
+    return st;
+}
+
+void llmsq_model_unbind_layer(llmsq_model *m, int64_t layer)
+{
+    LLMSQ_ASSERT(layer >= 0 && layer < m->cfg.n_layers);
+    static const char *const suffixes[] = {
+        "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+        "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias",
+        "self_attn.k_proj.bias", "self_attn.v_proj.bias", "self_attn.o_proj.bias",
+        "self_attn.q_norm.weight", "self_attn.k_norm.weight", "post_attention_layernorm.weight",
+        "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight", "mlp.gate_proj.bias",
+        "mlp.up_proj.bias", "mlp.down_proj.bias"};
+    char name[160];
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)layer, suffixes[i]);
+        llmsq_store_release_f32(m->store, name);
+    }
+    memset(&m->layers[layer], 0, sizeof m->layers[layer]);
+}
+
+static const char *const k_linear_names[LLMSQ_LINEAR_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+
+const char *llmsq_linear_short_name(llmsq_linear_id id)
+{
+    LLMSQ_ASSERT((unsigned)id < LLMSQ_LINEAR_COUNT);
+    return strchr(k_linear_names[id], '.') + 1;
+}
+
+llmsq_block_input llmsq_linear_input(llmsq_linear_id id)
+{
+    static const llmsq_block_input in[LLMSQ_LINEAR_COUNT] = {
+        LLMSQ_INPUT_ATTN, LLMSQ_INPUT_ATTN, LLMSQ_INPUT_ATTN, LLMSQ_INPUT_O,
+        LLMSQ_INPUT_MLP,  LLMSQ_INPUT_MLP,  LLMSQ_INPUT_DOWN};
+    LLMSQ_ASSERT((unsigned)id < LLMSQ_LINEAR_COUNT);
+    return in[id];
+}
+
+const char *llmsq_linear_module(int64_t layer, llmsq_linear_id id, char *buf, size_t cap)
+{
+    LLMSQ_ASSERT((unsigned)id < LLMSQ_LINEAR_COUNT);
+    snprintf(buf, cap, "model.layers.%lld.%s", (long long)layer, k_linear_names[id]);
+    return buf;
+}
+
 void llmsq_model_free(llmsq_model *m)
 {
     if (!m) return;

@@ -1,7 +1,9 @@
 /* SHA-256 (FIPS 180-4), used for token-stream fingerprints and manifests. */
 #include "llmsq/runtime.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const uint32_t K[64] = {
@@ -82,4 +84,28 @@ void llmsq_sha256_hex(const void *data, size_t n, char out[65])
     llmsq_sha256_update(&c, data, n);
     llmsq_sha256_final(&c, d);
     for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+llmsq_status llmsq_sha256_file(const char *path, char out[65])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return llmsq_error(LLMSQ_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
+    enum { CHUNK = 1 << 20 };
+    uint8_t *buf = malloc(CHUNK);
+    if (!buf) {
+        fclose(f);
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    }
+    llmsq_sha256 c;
+    llmsq_sha256_init(&c);
+    size_t n;
+    while ((n = fread(buf, 1, CHUNK, f)) > 0) llmsq_sha256_update(&c, buf, n);
+    int err = ferror(f);
+    fclose(f);
+    free(buf);
+    if (err) return llmsq_error(LLMSQ_STATUS_IO, "%s: read error", path);
+    uint8_t d[32];
+    llmsq_sha256_final(&c, d);
+    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
+    return LLMSQ_OK;
 }

@@ -732,16 +732,115 @@ static llmsq_status add_tensors(const llmsq_gguf_file *f, const llmsq_config *c,
     return LLMSQ_OK;
 }
 
-static llmsq_status read_tokenizer(const llmsq_gguf_file *f, llmsq_tokenizer **tok)
+/* tokenizer.ggml.tokens as NUL-terminated copies in one buffer (*text), with lengths. */
+static llmsq_status read_tokens(const llmsq_gguf_file *f, const llmsq_gguf_kv *ktok, char ***pieces, uint32_t **lens,
+                                char **text)
+{
+    uint64_t n = ktok->v.n;
+    *pieces = malloc(n * sizeof **pieces);
+    *lens = malloc(n * sizeof **lens);
+    *text = malloc(ktok->v.raw_len - 8 * n + n);
+    if (!*pieces || !*lens || !*text) return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: tokenizer: out of memory", f->path);
+    uint64_t cur = 0;
+    char *w = *text;
+    for (uint64_t i = 0; i < n; i++) {
+        const char *s;
+        uint64_t len;
+        llmsq_gguf_array_next_string(&ktok->v, &cur, &s, &len);
+        if (memchr(s, 0, len) || len > UINT32_MAX)
+            return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tokenizer.ggml.tokens[%" PRIu64 "] contains a NUL byte",
+                               f->path, i);
+        memcpy(w, s, len);
+        w[len] = '\0';
+        (*pieces)[i] = w;
+        (*lens)[i] = (uint32_t)len;
+        w += len + 1;
+    }
+    return LLMSQ_OK;
+}
+
+static llmsq_status kv_bool(const llmsq_gguf_file *f, const char *key, bool def, bool *out)
+{
+    const llmsq_gguf_kv *kv = llmsq_gguf_find_kv(f, key);
+    *out = def;
+    if (!kv) return LLMSQ_OK;
+    if (kv->v.type != LLMSQ_GGUF_BOOL)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: key '%s' at byte offset %" PRIu64 " has type %s, expected BOOL",
+                           f->path, key, kv->offset, llmsq_gguf_vtype_name(kv->v.type));
+    *out = kv->v.raw[0] != 0;
+    return LLMSQ_OK;
+}
+
+/* tokenizer.ggml.model = "gpt2": byte-level BPE with merges and a named pre-tokenizer. */
+static llmsq_status read_bpe_tokenizer(const llmsq_gguf_file *f, const llmsq_gguf_kv *ktok, const int32_t *types,
+                                       llmsq_tokenizer **tok)
+{
+    const llmsq_gguf_kv *kmerge = llmsq_gguf_find_kv(f, "tokenizer.ggml.merges");
+    if (!kmerge || kmerge->v.type != LLMSQ_GGUF_ARRAY || kmerge->v.elem_type != LLMSQ_GGUF_STRING)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tokenizer.ggml.merges is %s, expected an ARRAY of STRING",
+                           f->path, kmerge ? llmsq_gguf_vtype_name(kmerge->v.type) : "missing");
+    if (kmerge->v.n > INT32_MAX)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tokenizer.ggml.merges has %" PRIu64 " entries", f->path,
+                           kmerge->v.n);
+    llmsq_bpe_vocab v = llmsq_bpe_vocab_default();
+    const char *pre;
+    size_t pre_len;
+    LLMSQ_TRY(kv_str(f, "tokenizer.ggml.pre", &pre, &pre_len));
+    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.unknown_token_id", &v.unk_id));
+    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.bos_token_id", &v.bos_id));
+    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.eos_token_id", &v.eos_id));
+    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.padding_token_id", &v.pad_id));
+    /* llama.cpp adds BOS by default only for Llama-3's pre-tokenizer; the keys override. */
+    bool llama3 = str_is(pre, pre_len, "llama-bpe") || str_is(pre, pre_len, "llama3") || str_is(pre, pre_len, "llama-v3");
+    LLMSQ_TRY(kv_bool(f, "tokenizer.ggml.add_bos_token", llama3, &v.add_bos));
+    LLMSQ_TRY(kv_bool(f, "tokenizer.ggml.add_eos_token", false, &v.add_eos));
+
+    char **pieces = NULL, **merges = NULL, *text = NULL, *mtext = NULL, pre_name[64];
+    uint32_t *lens = NULL, *mlens = NULL;
+    snprintf(pre_name, sizeof pre_name, "%.*s", (int)(pre ? pre_len : 7), pre ? pre : "default");
+    llmsq_status st = read_tokens(f, ktok, &pieces, &lens, &text);
+    if (st == LLMSQ_OK && kmerge->v.n > 0) st = read_tokens(f, kmerge, &merges, &mlens, &mtext);
+    if (st == LLMSQ_OK) {
+        v.n = (int64_t)ktok->v.n;
+        v.pieces = (const char *const *)pieces;
+        v.piece_lens = lens;
+        v.types = types;
+        v.n_merges = (int64_t)kmerge->v.n;
+        v.merges = (const char *const *)merges;
+        v.merge_lens = mlens;
+        v.pre = pre_name;
+        st = llmsq_tokenizer_from_bpe_vocab(&v, f->path, tok);
+    }
+    free(pieces);
+    free(lens);
+    free(text);
+    free(merges);
+    free(mlens);
+    free(mtext);
+    return st;
+}
+
+/* strict: for llmsq_tokenizer_load_gguf. A model file (!strict) that names the gpt2
+ * tokenizer but carries no vocabulary opens without a tokenizer, as it did before gpt2
+ * vocabularies were read. */
+static llmsq_status read_tokenizer(const llmsq_gguf_file *f, bool strict, llmsq_tokenizer **tok)
 {
     const char *model;
     size_t model_len;
     LLMSQ_TRY(kv_str(f, "tokenizer.ggml.model", &model, &model_len));
-    if (!str_is(model, model_len, "llama")) return LLMSQ_OK; /* gpt2 etc.: the tokenizer issue */
+    if (!model) return LLMSQ_OK;
+    bool bpe = str_is(model, model_len, "gpt2");
+    if (!bpe && !str_is(model, model_len, "llama"))
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: tokenizer.ggml.model '%.*s' is not supported (llama, gpt2)",
+                           f->path, (int)(model_len > 64 ? 64 : model_len), model);
 
     const llmsq_gguf_kv *ktok = llmsq_gguf_find_kv(f, "tokenizer.ggml.tokens");
     const llmsq_gguf_kv *kscore = llmsq_gguf_find_kv(f, "tokenizer.ggml.scores");
     const llmsq_gguf_kv *ktype = llmsq_gguf_find_kv(f, "tokenizer.ggml.token_type");
+    if (!ktok && bpe && !strict) {
+        llmsq_log("%s: tokenizer.ggml.model is gpt2 but there is no tokenizer.ggml.tokens; no tokenizer", f->path);
+        return LLMSQ_OK;
+    }
     if (!ktok || ktok->v.type != LLMSQ_GGUF_ARRAY || ktok->v.elem_type != LLMSQ_GGUF_STRING)
         return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tokenizer.ggml.tokens is %s, expected an ARRAY of STRING",
                            f->path, ktok ? llmsq_gguf_vtype_name(ktok->v.type) : "missing");
@@ -756,6 +855,14 @@ static llmsq_status read_tokenizer(const llmsq_gguf_file *f, llmsq_tokenizer **t
                   (ktype->v.elem_type != LLMSQ_GGUF_INT32 && ktype->v.elem_type != LLMSQ_GGUF_UINT32)))
         return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tokenizer.ggml.token_type must be an ARRAY of %" PRIu64
                            " INT32", f->path, n);
+    int32_t *types = ktype ? malloc(n * sizeof *types) : NULL;
+    if (ktype && !types) return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: tokenizer: out of memory", f->path);
+    for (uint64_t i = 0; types && i < n; i++) types[i] = (int32_t)llmsq_gguf_rd32(ktype->v.raw + 4 * i);
+    if (bpe) {
+        llmsq_status st = read_bpe_tokenizer(f, ktok, types, tok);
+        free(types);
+        return st;
+    }
 
     llmsq_spm_options opt = llmsq_spm_default_options();
     /* llama.cpp's SPM tokenizer adds the dummy prefix but never collapses or strips
@@ -764,48 +871,51 @@ static llmsq_status read_tokenizer(const llmsq_gguf_file *f, llmsq_tokenizer **t
     opt.remove_extra_whitespaces = false;
     opt.escape_whitespaces = true;
     opt.byte_fallback = true;
-    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.unknown_token_id", &opt.unk_id));
-    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.bos_token_id", &opt.bos_id));
-    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.eos_token_id", &opt.eos_id));
-    LLMSQ_TRY(kv_token_id(f, "tokenizer.ggml.padding_token_id", &opt.pad_id));
-
-    /* Pieces are not NUL-terminated in the file: one buffer of n terminated copies. */
-    char **pieces = malloc(n * sizeof *pieces);
-    char *text = malloc(ktok->v.raw_len - 8 * n + n);
+    char **pieces = NULL, *text = NULL;
+    uint32_t *lens = NULL;
     float *scores = calloc(n, sizeof *scores);
-    int32_t *types = ktype ? malloc(n * sizeof *types) : NULL;
-    llmsq_status st = LLMSQ_OK;
-    if (!pieces || !text || !scores || (ktype && !types)) {
-        st = llmsq_error(LLMSQ_STATUS_NOMEM, "%s: tokenizer: out of memory", f->path);
-        goto done;
+    llmsq_status st = kv_token_id(f, "tokenizer.ggml.unknown_token_id", &opt.unk_id);
+    if (st == LLMSQ_OK) st = kv_token_id(f, "tokenizer.ggml.bos_token_id", &opt.bos_id);
+    if (st == LLMSQ_OK) st = kv_token_id(f, "tokenizer.ggml.eos_token_id", &opt.eos_id);
+    if (st == LLMSQ_OK) st = kv_token_id(f, "tokenizer.ggml.padding_token_id", &opt.pad_id);
+    if (st == LLMSQ_OK && !scores) st = llmsq_error(LLMSQ_STATUS_NOMEM, "%s: tokenizer: out of memory", f->path);
+    if (st == LLMSQ_OK) st = read_tokens(f, ktok, &pieces, &lens, &text);
+    for (uint64_t i = 0; st == LLMSQ_OK && kscore && i < n; i++) {
+        uint32_t u = llmsq_gguf_rd32(kscore->v.raw + 4 * i);
+        memcpy(&scores[i], &u, 4);
     }
-    uint64_t cur = 0;
-    char *w = text;
-    for (uint64_t i = 0; i < n; i++) {
-        const char *s;
-        uint64_t len;
-        llmsq_gguf_array_next_string(&ktok->v, &cur, &s, &len);
-        if (memchr(s, 0, len)) {
-            st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tokenizer.ggml.tokens[%" PRIu64 "] contains a NUL byte",
-                             f->path, i);
-            goto done;
-        }
-        memcpy(w, s, len);
-        w[len] = '\0';
-        pieces[i] = w;
-        w += len + 1;
-        if (kscore) {
-            uint32_t u = llmsq_gguf_rd32(kscore->v.raw + 4 * i);
-            memcpy(&scores[i], &u, 4);
-        }
-        if (types) types[i] = (int32_t)llmsq_gguf_rd32(ktype->v.raw + 4 * i);
-    }
-    st = llmsq_tokenizer_from_vocab((int64_t)n, (const char *const *)pieces, scores, types, &opt, f->path, tok);
-done:
+    if (st == LLMSQ_OK)
+        st = llmsq_tokenizer_from_vocab((int64_t)n, (const char *const *)pieces, scores, types, &opt, f->path, tok);
     free(pieces);
+    free(lens);
     free(text);
     free(scores);
     free(types);
+    return st;
+}
+
+llmsq_status llmsq_tokenizer_from_gguf(const uint8_t *data, size_t size, const char *source, llmsq_tokenizer **out)
+{
+    LLMSQ_ASSERT((data || size == 0) && source && out);
+    *out = NULL;
+    llmsq_gguf_file f;
+    LLMSQ_TRY(llmsq_gguf_parse(source, data ? data : (const uint8_t *)"", size, &f));
+    llmsq_status st = read_tokenizer(&f, true, out);
+    if (st == LLMSQ_OK && !*out)
+        st = llmsq_error(LLMSQ_STATUS_NOT_FOUND, "%s: no tokenizer (tokenizer.ggml.model is missing)", source);
+    llmsq_gguf_file_free(&f);
+    return st;
+}
+
+llmsq_status llmsq_tokenizer_load_gguf(const char *path, llmsq_tokenizer **out)
+{
+    LLMSQ_ASSERT(path && out);
+    *out = NULL;
+    char *data;
+    size_t size;
+    LLMSQ_TRY(llmsq_read_file(path, &data, &size));
+    llmsq_status st = llmsq_tokenizer_from_gguf((const uint8_t *)data, size, path, out);
+    free(data);
     return st;
 }
 
@@ -827,7 +937,15 @@ llmsq_status llmsq_gguf_read_model(const char *path, llmsq_store *s, llmsq_confi
     }
     if (st == LLMSQ_OK) st = plan_tensors(&f, &c, pl);
     if (st == LLMSQ_OK) st = add_tensors(&f, &c, pl, s);
-    if (st == LLMSQ_OK) st = read_tokenizer(&f, tok);
+    if (st == LLMSQ_OK) {
+        /* A model whose tokenizer llmsq cannot run still opens (inspect, weights-only
+         * passes); what needs text says that the tokenizer is missing. */
+        st = read_tokenizer(&f, false, tok);
+        if (st == LLMSQ_STATUS_UNSUPPORTED) {
+            llmsq_log("%s; loading the model without a tokenizer", llmsq_last_error());
+            st = LLMSQ_OK;
+        }
+    }
     if (st == LLMSQ_OK) *cfg = c;
     if (st != LLMSQ_OK && *tok) {
         llmsq_tokenizer_free(*tok);

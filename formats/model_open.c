@@ -21,7 +21,7 @@ static bool has_suffix(const char *s, const char *suf)
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-/* HF directory: config.json + safetensors; the tokenizer is tokenizer.model when present. */
+/* HF directory: config.json + safetensors; the tokenizer when one is there. */
 static llmsq_status open_hf_dir(const char *dir, llmsq_store *s, llmsq_config *cfg, llmsq_tokenizer **tok)
 {
     char *cfg_path = llmsq_path_join(dir, "config.json");
@@ -35,10 +35,9 @@ static llmsq_status open_hf_dir(const char *dir, llmsq_store *s, llmsq_config *c
     st = llmsq_quantized_checkpoint_import(s, cfg_path);
     free(cfg_path);
     if (st != LLMSQ_OK) return st;
-    char *tok_path = llmsq_path_join(dir, "tokenizer.model");
-    if (llmsq_is_file(tok_path)) st = llmsq_tokenizer_load_spm(tok_path, tok);
-    free(tok_path);
-    return st;
+    /* tokenizer.json first, as transformers loads it; then tokenizer.model, GPT-2's files. */
+    st = llmsq_tokenizer_load(dir, tok);
+    return st == LLMSQ_STATUS_NOT_FOUND ? LLMSQ_OK : st;
 }
 
 llmsq_status llmsq_checkpoint_open(const char *path, llmsq_store **store, llmsq_config *cfg, llmsq_tokenizer **tok)

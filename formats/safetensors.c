@@ -24,7 +24,7 @@ static bool parse_dtype(const char *s, llmsq_dtype *out)
     static const struct { const char *name; llmsq_dtype t; } map[] = {
         {"F32", LLMSQ_DTYPE_F32}, {"F16", LLMSQ_DTYPE_F16}, {"BF16", LLMSQ_DTYPE_BF16},
         {"I8", LLMSQ_DTYPE_I8},   {"I32", LLMSQ_DTYPE_I32}, {"U8", LLMSQ_DTYPE_U8},
-        {"BOOL", LLMSQ_DTYPE_U8},
+        {"BOOL", LLMSQ_DTYPE_U8}, {"I64", LLMSQ_DTYPE_I64},
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++)
         if (strcmp(s, map[i].name) == 0) {

@@ -22,6 +22,7 @@ static int dtype_rank(llmsq_dtype t)
     case LLMSQ_DTYPE_BF16: return 14;
     case LLMSQ_DTYPE_I32:  return 15;
     case LLMSQ_DTYPE_F32:  return 17;
+    case LLMSQ_DTYPE_I64:  return 20;
     default:               return -1; /* no safetensors spelling (Q8_0) */
     }
 }

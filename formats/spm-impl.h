@@ -1,4 +1,6 @@
-/* Internals of the SentencePiece tokenizer shared by spm.c, spm_proto.c and spm_llama2c.c. */
+/* Internals of the SentencePiece tokenizer shared by spm.c, spm_proto.c and spm_llama2c.c.
+ * The piece table (piece, len, score, type, htab) is also the vocabulary of the Hugging
+ * Face BPE tokenizers (tok_impl.h), which hang their pipeline off `hf`. */
 #ifndef LLMSQ_SPM_IMPL_H
 #define LLMSQ_SPM_IMPL_H
 
@@ -30,7 +32,12 @@ struct llmsq_tokenizer {
 
     uint32_t *htab; /* open addressing: id + 1, 0 = empty */
     uint32_t  hmask;
+
+    struct tok_hf *hf; /* NULL for SentencePiece; the BPE pipeline otherwise (tok_impl.h) */
 };
+
+/* FNV-1a over s[0..n): the hash of htab. */
+uint32_t spm_hash(const char *s, size_t n);
 
 /* Builds a tokenizer. lens may be NULL (strlen); types may be NULL (NORMAL, BYTE for
  * <0xXX>); unk_surface may be NULL (the default " \xE2\x81\x87 "). */
@@ -38,6 +45,9 @@ llmsq_status spm_build(int64_t n, const char *const *pieces, const uint32_t *len
                        const float *scores, const int32_t *types,
                        const llmsq_spm_options *opt, const char *unk_surface,
                        const char *source, llmsq_tokenizer **out);
+
+/* Parses a SentencePiece ModelProto held in memory (spm_proto.c); source names it in messages. */
+llmsq_status spm_load_buf(const char *data, size_t size, const char *source, llmsq_tokenizer **out);
 
 /* Id of piece s[0..n), or -1. */
 int32_t spm_lookup(const llmsq_tokenizer *t, const char *s, size_t n);

@@ -5,7 +5,7 @@
  * model_interface.cc, sentencepiece_processor.cc), including its corner cases, because
  * perplexities are only comparable when the token streams are identical.
  */
-#include "spm-impl.h"
+#include "tok_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +24,7 @@ llmsq_spm_options llmsq_spm_default_options(void)
 
 /* ---- vocabulary ------------------------------------------------------------------------ */
 
-static uint32_t spm_hash(const char *s, size_t n)
+uint32_t spm_hash(const char *s, size_t n)
 {
     uint32_t h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < n; i++) {
@@ -60,7 +60,7 @@ static bool spm_mergeable(int32_t type)
            type == LLMSQ_TOKEN_UNUSED;
 }
 
-void llmsq_tokenizer_free(llmsq_tokenizer *t)
+void spm_free(llmsq_tokenizer *t)
 {
     if (!t) return;
     free(t->piece);
@@ -127,7 +127,7 @@ llmsq_status spm_build(int64_t n, const char *const *pieces, const uint32_t *len
     t->hmask = cap - 1;
     t->unk_surface = strdup(unk_surface ? unk_surface : SPM_UNK_SURFACE);
     if (!t->piece || !t->len || !t->score || !t->type || !t->arena || !t->htab || !t->unk_surface) {
-        llmsq_tokenizer_free(t);
+        spm_free(t);
         return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory for %lld pieces", source, (long long)n);
     }
     for (int i = 0; i < 256; i++) t->byte_piece[i] = -1;
@@ -198,7 +198,7 @@ llmsq_status spm_build(int64_t n, const char *const *pieces, const uint32_t *len
     if (st == LLMSQ_OK && t->unk < 0 && !o.byte_fallback)
         st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: no unknown piece and no byte fallback", source);
     if (st != LLMSQ_OK) {
-        llmsq_tokenizer_free(t);
+        spm_free(t);
         return st;
     }
     *out = t;
@@ -475,8 +475,8 @@ static void spm_bpe_run(spm_enc *e, int32_t first, int32_t last)
     }
 }
 
-llmsq_status llmsq_tokenizer_encode(const llmsq_tokenizer *t, const char *text, size_t len,
-                                    bool add_bos, int32_t **ids, size_t *n_ids)
+llmsq_status spm_encode(const llmsq_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **ids,
+                        size_t *n_ids)
 {
     LLMSQ_ASSERT(t && ids && n_ids && (text || len == 0));
     *ids = NULL;
@@ -574,8 +574,7 @@ static bool spm_put_bytes(spm_buf *b, const uint8_t *s, size_t n)
     return true;
 }
 
-llmsq_status llmsq_tokenizer_decode(const llmsq_tokenizer *t, const int32_t *ids, size_t n,
-                                    char **text, size_t *len)
+llmsq_status spm_decode(const llmsq_tokenizer *t, const int32_t *ids, size_t n, char **text, size_t *len)
 {
     LLMSQ_ASSERT(t && text && (ids || n == 0));
     *text = NULL;

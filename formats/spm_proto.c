@@ -273,14 +273,11 @@ static llmsq_status spm_read_model(pb_reader *r, spm_proto *m)
     }
 }
 
-llmsq_status llmsq_tokenizer_load_spm(const char *path, llmsq_tokenizer **out)
+llmsq_status spm_load_buf(const char *data, size_t size, const char *path, llmsq_tokenizer **out)
 {
-    LLMSQ_ASSERT(path && out);
+    LLMSQ_ASSERT((data || size == 0) && path && out);
     *out = NULL;
-    char *data = NULL;
-    size_t size = 0;
-    LLMSQ_TRY(llmsq_read_file(path, &data, &size));
-
+    if (!data) data = "";
     spm_proto m = {.model_type = 1, .opt = llmsq_spm_default_options()};
     pb_reader r = {(const uint8_t *)data, (const uint8_t *)data, (const uint8_t *)data + size, path};
     llmsq_status st = spm_read_model(&r, &m);
@@ -308,6 +305,17 @@ llmsq_status llmsq_tokenizer_load_spm(const char *path, llmsq_tokenizer **out)
     free(m.score);
     free(m.type);
     free(m.unk_surface);
+    return st;
+}
+
+llmsq_status llmsq_tokenizer_load_spm(const char *path, llmsq_tokenizer **out)
+{
+    LLMSQ_ASSERT(path && out);
+    *out = NULL;
+    char *data = NULL;
+    size_t size = 0;
+    LLMSQ_TRY(llmsq_read_file(path, &data, &size));
+    llmsq_status st = spm_load_buf(data, size, path, out);
     free(data);
     return st;
 }

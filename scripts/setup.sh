@@ -3,7 +3,7 @@
 # it only calls apt-get when a package is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev
-      libzstd-dev check libsubunit-dev libjansson-dev)
+      libzstd-dev check libsubunit-dev libjansson-dev libpcre2-dev libutf8proc-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,11 +1,14 @@
 /*
- * Calibration and evaluation text: datasets. (The block runner and observers land with the
- * calibration issue.)
+ * Calibration: text datasets, calibration windows (GPTQ's sampling recipe), and the
+ * layer-wise sequential block runner that feeds passes (quantizers, pruners) with each
+ * linear's weights and Hessian.
  */
 #ifndef LLMSQ_CALIB_H
 #define LLMSQ_CALIB_H
 
-#include "llmsq/status.h"
+#include "llmsq/model.h"
+#include "llmsq/quant.h"
+#include "llmsq/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,6 +39,72 @@ LLMSQ_API void llmsq_dataset_free(llmsq_dataset *d);
 /* The text a whole-corpus protocol encodes once: plain files as they are; WikiText rows
  * joined with "\n\n" (GPTQ's recipe); JSONL documents joined with "\n\n". malloc'd. */
 LLMSQ_API char *llmsq_dataset_joined(const llmsq_dataset *d, size_t *len);
+
+/* ---- calibration windows and the block runner ------------------------------------------ */
+
+typedef struct llmsq_calib_params {
+    int64_t  nsamples;        /* windows; default 128, range [1, 1e6] */
+    int64_t  seqlen;          /* tokens per window; default 512, range [2, model context] */
+    uint64_t seed;            /* default 0 */
+    bool     true_sequential; /* within a block: q/k/v, then o, then gate/up, then down, each
+                                 observed with the earlier groups already compressed (default true) */
+    size_t   max_memory;      /* bytes of activations kept in RAM; above it they spill to a
+                                 zstd-compressed temporary file. 0 = no limit (default) */
+    bool     progress;        /* progress bar on a TTY */
+} llmsq_calib_params;
+
+LLMSQ_API llmsq_calib_params llmsq_calib_default_params(void);
+
+/* GPTQ's recipe for nsamples windows of seqlen tokens, seeded: JSONL documents are drawn at
+ * random until one has more than seqlen tokens, then a random offset in it; plain text and
+ * WikiText are encoded once (with BOS) and each window takes a random offset.
+ * tokens [nsamples * seqlen] is malloc'd. Errors: ARG (no document or text long enough for
+ * one window, the message says how long it is), and the tokenizer's errors. */
+LLMSQ_API llmsq_status llmsq_calib_sample(const llmsq_tokenizer *tok, const llmsq_dataset *d,
+                                          const llmsq_calib_params *p, int32_t **tokens);
+
+/* One linear handed to a pass. */
+typedef struct llmsq_linear_job {
+    int64_t         layer;
+    llmsq_linear_id id;
+    const char     *module;  /* "model.layers.3.self_attn.q_proj" */
+    const float    *W;       /* current weights [out, in] */
+    int64_t         out, in;
+    double         *H;       /* [in, in] = 2/N sum x x^T over the calibration tokens; the pass may
+                                overwrite it; NULL when the pass does not need it */
+} llmsq_linear_job;
+
+/* A pass that rewrites linears, e.g. GPTQ: the runner observes the inputs it needs, calls
+ * run for each wanted linear, stores the result and re-runs the block with it. */
+typedef struct llmsq_calib_pass {
+    const char *name;
+    bool        needs_hessian;
+    /* false leaves the linear unchanged (ignore lists); NULL = every linear */
+    bool (*wants)(void *user, const char *module);
+    /* *out receives the new linear (the store takes it) */
+    llmsq_status (*run)(void *user, const llmsq_linear_job *job, llmsq_qlinear **out);
+    void *user;
+} llmsq_calib_pass;
+
+/* Runs `pass` over every block, layer by layer: the calibration windows tokens
+ * [nsamples * seqlen] enter block 0; each block is observed (Hessians), its linears
+ * rewritten, and it is run again with the new weights to produce the next block's inputs.
+ * Only one block's weights stay converted to F32 (earlier blocks are unbound; rebind them
+ * with llmsq_model_rebind_layer before evaluating). Passes without Hessians skip the
+ * forward passes entirely. Errors: from the pass, NOMEM, IO (spill file). */
+LLMSQ_API llmsq_status llmsq_calib_run(llmsq_model *m, const int32_t *tokens,
+                                       const llmsq_calib_params *p, const llmsq_calib_pass *pass);
+
+/* Bytes the runner keeps per phase for this model and params (for --dry-run). */
+typedef struct llmsq_calib_plan {
+    size_t activations;     /* calibration activations in RAM (after the max_memory cap) */
+    size_t spilled;         /* uncompressed bytes that go to the spill file */
+    size_t block_scratch;   /* one block forward on one window (attention scores, MLP) */
+    size_t hessians;        /* the Hessians alive at once (largest group) */
+} llmsq_calib_plan;
+
+LLMSQ_API void llmsq_calib_plan_bytes(const llmsq_config *c, const llmsq_calib_params *p,
+                                      bool needs_hessian, llmsq_calib_plan *plan);
 
 #ifdef __cplusplus
 }

@@ -122,6 +122,48 @@ LLMSQ_API llmsq_status llmsq_model_block_forward(const llmsq_model *m, int64_t l
                                                  llmsq_kv_cache *cache, float *x, int64_t T);
 LLMSQ_API llmsq_status llmsq_kv_cache_advance(llmsq_kv_cache *c, int64_t T);
 
+/* The four activations that feed a block's linears (calibration observers). */
+typedef enum llmsq_block_input {
+    LLMSQ_INPUT_ATTN = 0, /* normed residual [T, d]      -> q_proj, k_proj, v_proj */
+    LLMSQ_INPUT_O,        /* attention output [T, nh*hd]  -> o_proj */
+    LLMSQ_INPUT_MLP,      /* normed residual [T, d]      -> gate_proj, up_proj */
+    LLMSQ_INPUT_DOWN,     /* silu(gate) * up [T, F]      -> down_proj */
+    LLMSQ_INPUT_COUNT
+} llmsq_block_input;
+
+typedef struct llmsq_block_observer {
+    /* Called with each input X [T, n] as the block computes it; a non-OK status aborts the
+     * forward and is returned. */
+    llmsq_status (*fn)(void *user, llmsq_block_input which, const float *X, int64_t T, int64_t n);
+    void *user;
+    /* The block returns right after observing this input (x is then left partly updated):
+     * observation passes need not run the rest of the block. LLMSQ_INPUT_COUNT = run it all. */
+    llmsq_block_input stop_after;
+} llmsq_block_observer;
+
+/* llmsq_model_block_forward with an observer (obs may be NULL). */
+LLMSQ_API llmsq_status llmsq_model_block_forward_observed(const llmsq_model *m, int64_t layer,
+                                                          llmsq_kv_cache *cache, float *x, int64_t T,
+                                                          const llmsq_block_observer *obs);
+
+/* Re-reads layer `layer`'s weights from the store (after a pass replaced some of them, e.g.
+ * with quantized linears). Errors as llmsq_model_create. */
+LLMSQ_API llmsq_status llmsq_model_rebind_layer(llmsq_model *m, int64_t layer);
+
+/* Releases the F32 copies of layer `layer` (llmsq_store_release_f32) and clears its weight
+ * pointers, so a runner keeps one block in memory; rebind before running the layer again. */
+LLMSQ_API void llmsq_model_unbind_layer(llmsq_model *m, int64_t layer);
+
+/* Name of linear `which` ("q_proj", ... "down_proj") and its tensor name in layer l. */
+typedef enum llmsq_linear_id {
+    LLMSQ_LINEAR_Q = 0, LLMSQ_LINEAR_K, LLMSQ_LINEAR_V, LLMSQ_LINEAR_O,
+    LLMSQ_LINEAR_GATE, LLMSQ_LINEAR_UP, LLMSQ_LINEAR_DOWN, LLMSQ_LINEAR_COUNT
+} llmsq_linear_id;
+LLMSQ_API const char *llmsq_linear_short_name(llmsq_linear_id id);
+LLMSQ_API llmsq_block_input llmsq_linear_input(llmsq_linear_id id);
+/* "model.layers.<l>.self_attn.q_proj" (no ".weight") into buf. */
+LLMSQ_API const char *llmsq_linear_module(int64_t layer, llmsq_linear_id id, char *buf, size_t cap);
+
 /* Final RMSNorm then lm_head: x [T, hidden_size] residual stream -> logits [T, vocab_size].
  * hidden_out [T, hidden_size] (may be NULL) receives the normed states. */
 LLMSQ_API llmsq_status llmsq_model_head(const llmsq_model *m, const float *x, int64_t T,

@@ -8,15 +8,17 @@
  *     W'[o, i] = s[o, g(i)] * (q[o, i] - z[o, g(i)]),   g(i) = g_idx ? g_idx[i] : i / group_size
  *
  * Groups run along the input dimension; the last group is partial when group_size does not
- * divide `in` (as in GPTQ's reference code). Scales are always exactly representable in f16,
- * so a checkpoint that stores f16 scales reproduces the in-memory model bit for bit.
+ * divide `in` (as in GPTQ's reference code). Scales are exactly representable in the scale
+ * dtype the quantizer was given (F16 for GPTQ checkpoints; the model's float type for
+ * compressed-tensors), and codes are computed with the rounded scale, so a checkpoint
+ * reproduces the in-memory model bit for bit.
  * Symmetric grids have z = 2^(bits-1) everywhere. Writers translate this form into each
  * format; readers translate each format back.
  */
 #ifndef LLMSQ_QUANT_H
 #define LLMSQ_QUANT_H
 
-#include "llmsq/status.h"
+#include "llmsq/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -26,8 +28,9 @@ typedef enum llmsq_qgrid {
     /* asymmetric, GPTQ's min/max grid: lo = min(0, min w), hi = max(0, max w),
      * s = (hi - lo) / (2^b - 1) (s = 1 when hi == lo), z = round(-lo / s) */
     LLMSQ_QGRID_MINMAX = 0,
-    /* symmetric as GPTQ's reference quantizer: amax = max(|lo|, hi); when the group has a
-     * negative value lo = -amax; s = (hi - lo) / (2^b - 1); z = 2^(b-1) */
+    /* symmetric as GPTQ's reference quantizer: amax = max(|lo|, hi), hi = amax; when the group
+     * has a negative value lo = -amax (s = 2 amax / (2^b - 1)), else lo stays 0;
+     * s = (hi - lo) / (2^b - 1); z = 2^(b-1) */
     LLMSQ_QGRID_SYM,
     /* symmetric absmax: s = amax / (2^(b-1) - 1), z = 2^(b-1) (codes 1 .. 2^b - 1) */
     LLMSQ_QGRID_ABSMAX
@@ -67,6 +70,8 @@ typedef struct llmsq_quant_params {
     int         bits;          /* 2, 3, 4, 8; default 4 */
     int64_t     group_size;    /* > 0, or -1 per channel; default 128 */
     llmsq_qgrid grid;          /* default LLMSQ_QGRID_MINMAX (asymmetric) */
+    llmsq_dtype scale_dtype;   /* F16 (default), BF16 or F32: scales are rounded to it before the
+                                  zero points and codes are computed (F32: no rounding) */
     bool        zero_min_one;  /* keep asymmetric zero points >= 1 (GPTQ v1 checkpoints) */
     /* GPTQ only */
     double      damp;          /* dampening as a fraction of mean(diag H); default 0.01, range (0, 1) */
@@ -114,6 +119,35 @@ LLMSQ_API void         llmsq_hessian_free(llmsq_hessian *h);
 LLMSQ_API llmsq_status llmsq_hessian_add(llmsq_hessian *h, const float *X, int64_t T);
 /* H [n, n] = 2/rows * sum, both triangles filled; caller owns the malloc'd result. */
 LLMSQ_API llmsq_status llmsq_hessian_finalize(const llmsq_hessian *h, double **H);
+
+/* ---- quantization as a calibration pass ---------------------------------------------- */
+
+typedef enum llmsq_quant_method {
+    LLMSQ_QUANT_RTN = 0,
+    LLMSQ_QUANT_GPTQ
+} llmsq_quant_method;
+
+struct llmsq_calib_pass;
+typedef struct llmsq_quant_pass llmsq_quant_pass;
+
+/* One quantized linear's figures, for the report. */
+typedef struct llmsq_quant_record {
+    char    module[128];
+    int64_t out, in;
+    double  rel_err;    /* ||W - Q||_F / ||W||_F */
+    double  gptq_loss;  /* GPTQ's objective (0 for RTN) */
+    double  damp;       /* dampening used (GPTQ) */
+    double  seconds;
+} llmsq_quant_record;
+
+/* A pass quantizing every block linear whose module name ("model.layers.0.mlp.down_proj")
+ * does not match `ignore` (a POSIX extended regex, searched anywhere in the name; NULL =
+ * none). Errors: ARG (bad regex, params out of range). */
+LLMSQ_API llmsq_status llmsq_quant_pass_create(llmsq_quant_method method, const llmsq_quant_params *p,
+                                               const char *ignore, llmsq_quant_pass **out);
+LLMSQ_API const struct llmsq_calib_pass *llmsq_quant_pass_calib(llmsq_quant_pass *qp);
+LLMSQ_API size_t llmsq_quant_pass_records(const llmsq_quant_pass *qp, const llmsq_quant_record **records);
+LLMSQ_API void   llmsq_quant_pass_free(llmsq_quant_pass *qp);
 
 #ifdef __cplusplus
 }

@@ -47,6 +47,9 @@ LLMSQ_API void llmsq_sha256_final(llmsq_sha256 *c, uint8_t out[32]);
 /* One-shot, lowercase hex into out[65]. */
 LLMSQ_API void llmsq_sha256_hex(const void *data, size_t n, char out[65]);
 
+/* sha256 of a file's contents, streamed (constant memory). Errors: IO naming the path. */
+LLMSQ_API llmsq_status llmsq_sha256_file(const char *path, char out[65]);
+
 /* Reads a whole file into a malloc'd NUL-terminated buffer. Errors: IO naming the path. */
 LLMSQ_API llmsq_status llmsq_read_file(const char *path, char **data, size_t *size);
 

@@ -25,6 +25,7 @@ typedef enum llmsq_dtype {
     LLMSQ_DTYPE_I32,
     LLMSQ_DTYPE_U8,
     LLMSQ_DTYPE_Q8_0,   /* ggml Q8_0: 32 values = f16 scale + 32 int8 (34 bytes) */
+    LLMSQ_DTYPE_I64,    /* shapes (compressed-tensors weight_shape) */
     LLMSQ_DTYPE_COUNT
 } llmsq_dtype;
 

@@ -1,0 +1,249 @@
+/* The layer-wise sequential block runner (DESIGN.md "Data flow"): calibration activations
+ * enter block 0; each block is observed, its linears rewritten by the pass, and run again
+ * with the new weights to produce the next block's inputs. */
+#include "calib/actstore.h"
+#include "llmsq/calib.h"
+#include "llmsq/runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* True-sequential order inside a block (AutoGPTQ's): each group is observed with the
+ * groups before it already rewritten. */
+static const llmsq_linear_id k_groups[4][4] = {
+    {LLMSQ_LINEAR_Q, LLMSQ_LINEAR_K, LLMSQ_LINEAR_V, LLMSQ_LINEAR_COUNT},
+    {LLMSQ_LINEAR_O, LLMSQ_LINEAR_COUNT},
+    {LLMSQ_LINEAR_GATE, LLMSQ_LINEAR_UP, LLMSQ_LINEAR_COUNT},
+    {LLMSQ_LINEAR_DOWN, LLMSQ_LINEAR_COUNT}};
+static const llmsq_linear_id k_all[8] = {LLMSQ_LINEAR_Q,    LLMSQ_LINEAR_K,  LLMSQ_LINEAR_V,    LLMSQ_LINEAR_O,
+                                         LLMSQ_LINEAR_GATE, LLMSQ_LINEAR_UP, LLMSQ_LINEAR_DOWN, LLMSQ_LINEAR_COUNT};
+
+typedef struct observe_ctx {
+    bool          want[LLMSQ_INPUT_COUNT];
+    llmsq_hessian h[LLMSQ_INPUT_COUNT];
+} observe_ctx;
+
+/* One sample's observed inputs: the forward runs samples in parallel, so inputs are captured
+ * per sample and added to the Hessians afterwards in sample order (a fixed reduction order,
+ * whatever the thread count). */
+typedef struct capture {
+    const observe_ctx *obs;
+    float             *buf[LLMSQ_INPUT_COUNT]; /* [T, n] each, for the wanted inputs */
+} capture;
+
+static llmsq_status on_input(void *user, llmsq_block_input which, const float *X, int64_t T, int64_t n)
+{
+    capture *c = user;
+    if (!c->obs->want[which]) return LLMSQ_OK;
+    LLMSQ_ASSERT(c->obs->h[which].n == n && c->buf[which]);
+    memcpy(c->buf[which], X, (size_t)(T * n) * sizeof(float));
+    return LLMSQ_OK;
+}
+
+static int64_t input_width(const llmsq_config *c, llmsq_block_input in)
+{
+    switch (in) {
+    case LLMSQ_INPUT_O: return c->n_heads * c->head_dim;
+    case LLMSQ_INPUT_DOWN: return c->intermediate_size;
+    default: return c->hidden_size;
+    }
+}
+
+void llmsq_calib_plan_bytes(const llmsq_config *c, const llmsq_calib_params *p, bool needs_hessian,
+                            llmsq_calib_plan *plan)
+{
+    memset(plan, 0, sizeof *plan);
+    if (!needs_hessian) return;
+    const size_t L = (size_t)p->seqlen, d = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
+    const size_t qd = (size_t)(c->n_heads * c->head_dim), kvd = (size_t)(c->n_kv_heads * c->head_dim);
+    size_t act = (size_t)p->nsamples * L * d * sizeof(float);
+    if (p->max_memory && act > p->max_memory) {
+        plan->spilled = act;
+        act = 0;
+    }
+    plan->activations = act;
+    /* one window through a block: x, xn, q, att, gate, up, scores (one thread's), KV cache */
+    size_t threads = (size_t)llmsq_threads_get();
+    plan->block_scratch = (2 * L * d + 2 * L * qd + 2 * L * F + threads * L * L + 2 * L * kvd * (size_t)c->n_layers) *
+                          sizeof(float);
+    /* the widest group's Hessian sums plus one finalized copy handed to the pass */
+    size_t hd = d * d * sizeof(double), ho = qd * qd * sizeof(double), hf = F * F * sizeof(double);
+    size_t widest = hd > ho ? hd : ho;
+    widest = widest > hf ? widest : hf;
+    plan->hessians = p->true_sequential ? 2 * widest : hd + ho + hd + hf + widest;
+}
+
+/* Rewrites the wanted linears among ids[] (terminated by LLMSQ_LINEAR_COUNT) of layer l. */
+static llmsq_status rewrite(llmsq_model *m, int64_t l, const llmsq_linear_id *ids, observe_ctx *obs,
+                            const llmsq_calib_pass *pass, const bool *wanted)
+{
+    llmsq_store *s = llmsq_model_store(m);
+    const llmsq_config *c = llmsq_model_config(m);
+    for (; *ids != LLMSQ_LINEAR_COUNT; ids++) {
+        if (!wanted[*ids]) continue;
+        char module[128], wname[160];
+        llmsq_linear_module(l, *ids, module, sizeof module);
+        snprintf(wname, sizeof wname, "%s.weight", module);
+        const llmsq_tensor *t = llmsq_store_get(s, wname);
+        const float *W;
+        LLMSQ_TRY(llmsq_store_get_f32(s, wname, &W));
+        llmsq_linear_job job = {.layer = l, .id = *ids, .module = module, .W = W, .out = t->shape[0],
+                                .in = t->shape[1], .H = NULL};
+        if (pass->needs_hessian) {
+            llmsq_block_input in = llmsq_linear_input(*ids);
+            LLMSQ_ASSERT(obs->want[in] && obs->h[in].n == job.in && input_width(c, in) == job.in);
+            LLMSQ_TRY(llmsq_hessian_finalize(&obs->h[in], &job.H));
+        }
+        llmsq_qlinear *q = NULL;
+        llmsq_status st = pass->run(pass->user, &job, &q);
+        free(job.H);
+        if (st != LLMSQ_OK) return llmsq_error_prefix(st, "%s", module);
+        LLMSQ_TRY(llmsq_store_put_qlinear(s, wname, q));
+    }
+    return llmsq_model_rebind_layer(m, l);
+}
+
+static void free_obs(observe_ctx *o)
+{
+    for (int i = 0; i < LLMSQ_INPUT_COUNT; i++) llmsq_hessian_free(&o->h[i]);
+    memset(o, 0, sizeof *o);
+}
+
+/* Per-thread state of the parallel forwards. */
+typedef struct worker {
+    float          *x;     /* [L, d] */
+    llmsq_kv_cache *cache;
+    capture         cap;
+    llmsq_status    st;
+} worker;
+
+/* Runs block l on samples [c, c + nc) in parallel, one sample per worker, each with
+ * single-threaded BLAS: OpenBLAS's threaded sgemm rounds differently with the thread
+ * count, a single-threaded call does not. With an observer (o != NULL) the observed
+ * inputs are added to the Hessians in sample order; otherwise the outputs are stored. */
+static llmsq_status run_chunk(llmsq_model *m, int64_t l, llmsq_act_store *acts, worker *w, int64_t c, int64_t nc,
+                              int64_t L, observe_ctx *obs, const llmsq_block_observer *o)
+{
+    for (int64_t i = 0; i < nc; i++) LLMSQ_TRY(llmsq_act_get(acts, c + i, w[i].x));
+#pragma omp parallel for schedule(static, 1) num_threads((int)nc) if (nc > 1)
+    for (int64_t i = 0; i < nc; i++) {
+        llmsq_kv_cache_reset(w[i].cache);
+        llmsq_block_observer oi;
+        if (o) {
+            oi = *o;
+            oi.user = &w[i].cap;
+        }
+        w[i].st = llmsq_model_block_forward_observed(m, l, w[i].cache, w[i].x, L, o ? &oi : NULL);
+    }
+    for (int64_t i = 0; i < nc; i++) {
+        LLMSQ_TRY(w[i].st);
+        if (!o) {
+            LLMSQ_TRY(llmsq_act_put(acts, c + i, w[i].x));
+            continue;
+        }
+        for (int k = 0; k < LLMSQ_INPUT_COUNT; k++)
+            if (obs->want[k]) LLMSQ_TRY(llmsq_hessian_add(&obs->h[k], w[i].cap.buf[k], L));
+    }
+    return LLMSQ_OK;
+}
+
+static void free_workers(worker *w, int64_t n)
+{
+    for (int64_t i = 0; w && i < n; i++) {
+        free(w[i].x);
+        llmsq_kv_cache_free(w[i].cache);
+        for (int k = 0; k < LLMSQ_INPUT_COUNT; k++) free(w[i].cap.buf[k]);
+    }
+    free(w);
+}
+
+llmsq_status llmsq_calib_run(llmsq_model *m, const int32_t *tokens, const llmsq_calib_params *p,
+                             const llmsq_calib_pass *pass)
+{
+    const llmsq_config *c = llmsq_model_config(m);
+    const int64_t N = p->nsamples, L = p->seqlen, d = c->hidden_size;
+    if (L > c->max_position)
+        return llmsq_error(LLMSQ_STATUS_ARG, "calibration seqlen %lld exceeds the model's context (%lld)",
+                           (long long)L, (long long)c->max_position);
+    bool wanted[LLMSQ_LINEAR_COUNT];
+    llmsq_status st = LLMSQ_OK;
+
+    if (!pass->needs_hessian) { /* e.g. RTN: no forward at all, one block at a time */
+        for (int64_t l = 0; l < c->n_layers && st == LLMSQ_OK; l++) {
+            for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
+                char module[128];
+                wanted[i] = !pass->wants || pass->wants(pass->user, llmsq_linear_module(l, i, module, sizeof module));
+            }
+            st = rewrite(m, l, k_all, NULL, pass, wanted);
+            llmsq_model_unbind_layer(m, l);
+        }
+        return st;
+    }
+
+    llmsq_act_store acts;
+    bool spill = p->max_memory && (size_t)(N * L * d) * sizeof(float) > p->max_memory;
+    LLMSQ_TRY(llmsq_act_init(&acts, N, L * d, spill));
+    if (spill) llmsq_log("calibration activations spill to disk (%.1f MiB above --max-memory)",
+                         (double)((size_t)(N * L * d) * sizeof(float)) / 1048576.0);
+    observe_ctx obs = {0};
+    const int64_t P = llmsq_threads_get() < N ? llmsq_threads_get() : N;
+    worker *w = calloc((size_t)P, sizeof *w);
+    if (!w) st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    for (int64_t i = 0; st == LLMSQ_OK && i < P; i++) {
+        w[i].cap.obs = &obs;
+        w[i].x = malloc((size_t)(L * d) * sizeof(float));
+        for (int k = 0; k < LLMSQ_INPUT_COUNT && w[i].x; k++) {
+            w[i].cap.buf[k] = malloc((size_t)(L * input_width(c, k)) * sizeof(float));
+            if (!w[i].cap.buf[k]) w[i].x = (free(w[i].x), NULL);
+        }
+        st = w[i].x ? llmsq_kv_cache_create(c, L, &w[i].cache) : llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    }
+    for (int64_t s = 0; st == LLMSQ_OK && s < N; s++) {
+        st = llmsq_model_embed(m, tokens + s * L, L, w[0].x);
+        if (st == LLMSQ_OK) st = llmsq_act_put(&acts, s, w[0].x);
+    }
+    if (st == LLMSQ_OK) st = llmsq_act_swap(&acts);
+
+    const int n_groups = p->true_sequential ? 4 : 1;
+    llmsq_progress *bar = p->progress ? llmsq_progress_begin(pass->name, c->n_layers * (n_groups + 1) * N) : NULL;
+    int64_t step = 0;
+    for (int64_t l = 0; l < c->n_layers && st == LLMSQ_OK; l++) {
+        st = llmsq_model_rebind_layer(m, l);
+        for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
+            char module[128];
+            wanted[i] = !pass->wants || pass->wants(pass->user, llmsq_linear_module(l, i, module, sizeof module));
+        }
+        for (int g = 0; g < n_groups && st == LLMSQ_OK; g++) {
+            const llmsq_linear_id *ids = p->true_sequential ? k_groups[g] : k_all;
+            llmsq_block_observer o = {.fn = on_input, .user = NULL, .stop_after = LLMSQ_INPUT_ATTN};
+            bool any = false;
+            for (const llmsq_linear_id *id = ids; *id != LLMSQ_LINEAR_COUNT && st == LLMSQ_OK; id++) {
+                if (!wanted[*id]) continue;
+                llmsq_block_input in = llmsq_linear_input(*id);
+                if (!obs.want[in]) st = llmsq_hessian_init(&obs.h[in], input_width(c, in));
+                obs.want[in] = true;
+                o.stop_after = in > o.stop_after ? in : o.stop_after;
+                any = true;
+            }
+            for (int64_t s = 0; any && st == LLMSQ_OK && s < N; s += P) {
+                st = run_chunk(m, l, &acts, w, s, N - s < P ? N - s : P, L, &obs, &o);
+                llmsq_progress_update(bar, step += (N - s < P ? N - s : P));
+            }
+            if (!any) step += N;
+            if (any && st == LLMSQ_OK) st = rewrite(m, l, ids, &obs, pass, wanted);
+            free_obs(&obs);
+        }
+        /* the block's output with its rewritten weights feeds the next block */
+        for (int64_t s = 0; st == LLMSQ_OK && s < N; s += P) {
+            st = run_chunk(m, l, &acts, w, s, N - s < P ? N - s : P, L, NULL, NULL);
+            llmsq_progress_update(bar, step += (N - s < P ? N - s : P));
+        }
+        if (st == LLMSQ_OK) st = llmsq_act_swap(&acts);
+        llmsq_model_unbind_layer(m, l);
+    }
+    llmsq_progress_end(bar);
+    free_obs(&obs);
+    free_workers(w, P);
+    llmsq_act_free(&acts);
+    return st;
+}

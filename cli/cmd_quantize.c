@@ -1,0 +1,365 @@
+/* llmsq quantize: RTN or GPTQ over a model's block linears, written as a compressed-tensors
+ * or GPTQ checkpoint with a manifest. */
+#include "cli/cli.h"
+
+#include <dirent.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static void help(FILE *f)
+{
+    fputs("usage: llmsq quantize --model M --method rtn|gptq --out DIR [options]\n\n"
+          "Quantizes every linear of the decoder blocks (lm_head and embeddings stay as they are)\n"
+          "and writes a checkpoint that vLLM and transformers load as it is.\n\n"
+          "  --bits B             2, 3, 4 or 8 (default 4)\n"
+          "  --group-size G       columns per scale, or -1 for one per output channel (default 128);\n"
+          "                       a group that does not divide in_features leaves a partial last group\n"
+          "  --sym | --asym       symmetric grid (zero 2^(B-1), GPTQ's) or min/max grid (default --asym)\n"
+          "  --act-order          GPTQ: columns in decreasing Hessian-diagonal order (desc_act)\n"
+          "  --static-groups      GPTQ with --act-order: groups fixed before reordering\n"
+          "  --damp D             GPTQ dampening, fraction of the mean Hessian diagonal (default 0.01)\n"
+          "  --no-true-sequential GPTQ: observe a whole block at once instead of q/k/v, o, gate/up, down\n"
+          "  --calib FILE         calibration text (plain, .jsonl, wiki.*.raw); required for gptq\n"
+          "  --nsamples N         calibration windows (default 128)\n"
+          "  --seqlen L           tokens per window (default 512)\n"
+          "  --seed S             sampling seed (default 0)\n"
+          "  --max-memory SIZE    RAM for calibration activations (e.g. 2G); above it they spill to disk\n"
+          "  --ignore REGEX       leave linears whose name matches unquantized (POSIX extended regex,\n"
+          "                       e.g. 'mlp\\.down_proj')\n"
+          "  --format F           compressed-tensors (default; pack-quantized, bits 4 or 8) or gptq\n"
+          "  --dry-run            print the memory plan and stop\n"
+          "  --threads N          worker threads (default: all cores)\n"
+          "  --quiet              no progress bar or per-linear report\n",
+          f);
+}
+
+static bool parse_size(const char *s, size_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v < 0) return false;
+    double mul = 1;
+    if (*end) {
+        switch (*end) {
+        case 'k': case 'K': mul = 1024.0; break;
+        case 'm': case 'M': mul = 1048576.0; break;
+        case 'g': case 'G': mul = 1073741824.0; break;
+        default: return false;
+        }
+        if (end[1] && strcasecmp(end + 1, "b") && strcasecmp(end + 1, "ib")) return false;
+    }
+    *out = (size_t)(v * mul);
+    return true;
+}
+
+/* Refuses, before any work, a linear the output format cannot store (FORMATS.md 2.3, 4.5). */
+static llmsq_status check_format(llmsq_ckpt_format fmt, const llmsq_quant_params *qp, const llmsq_store *s,
+                                 const llmsq_config *cfg, llmsq_quant_pass *pass)
+{
+    const llmsq_calib_pass *cp = llmsq_quant_pass_calib(pass);
+    if (fmt == LLMSQ_CKPT_COMPRESSED_TENSORS && qp->bits != 4 && qp->bits != 8)
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED,
+                           "compressed-tensors pack-quantized stores 4- or 8-bit weights, not %d-bit (use --format gptq)",
+                           qp->bits);
+    if (fmt != LLMSQ_CKPT_GPTQ) return LLMSQ_OK;
+    const int64_t pack = qp->bits == 3 ? 32 : 32 / qp->bits;
+    for (int64_t l = 0; l < cfg->n_layers; l++)
+        for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
+            char mod[128], w[160];
+            llmsq_linear_module(l, i, mod, sizeof mod);
+            if (cp->wants && !cp->wants(cp->user, mod)) continue;
+            snprintf(w, sizeof w, "%s.weight", mod);
+            const llmsq_tensor *t = llmsq_store_get(s, w);
+            if (t->shape[1] % pack || t->shape[0] % pack)
+                return llmsq_error(LLMSQ_STATUS_UNSUPPORTED,
+                                   "%s [%lld, %lld]: the GPTQ format packs %lld values per word along both dimensions, "
+                                   "so %d-bit needs in and out features divisible by %lld; leave it out with --ignore "
+                                   "or use --format compressed-tensors",
+                                   w, (long long)t->shape[0], (long long)t->shape[1], (long long)pack, qp->bits,
+                                   (long long)pack);
+        }
+    return LLMSQ_OK;
+}
+
+static void mib(char *buf, size_t cap, size_t bytes) { snprintf(buf, cap, "%10.1f MiB", (double)bytes / 1048576.0); }
+
+/* sha256 of every regular file of a model (a directory's files, sorted, or the one file). */
+static llmsq_status hash_inputs(const char *model, json_t *obj)
+{
+    char hex[65];
+    if (!llmsq_is_dir(model)) {
+        LLMSQ_TRY(llmsq_sha256_file(model, hex));
+        json_object_set_new(obj, model, json_string(hex));
+        return LLMSQ_OK;
+    }
+    struct dirent **names;
+    int n = scandir(model, &names, NULL, alphasort);
+    if (n < 0) return llmsq_error(LLMSQ_STATUS_IO, "%s: cannot list the directory", model);
+    llmsq_status st = LLMSQ_OK;
+    for (int i = 0; i < n; i++) {
+        char *p = llmsq_path_join(model, names[i]->d_name);
+        if (st == LLMSQ_OK && names[i]->d_name[0] != '.' && llmsq_is_file(p)) {
+            st = llmsq_sha256_file(p, hex);
+            if (st == LLMSQ_OK) json_object_set_new(obj, names[i]->d_name, json_string(hex));
+        }
+        free(p);
+        free(names[i]);
+    }
+    free(names);
+    return st;
+}
+
+int llmsq_cmd_quantize(int argc, char **argv)
+{
+    enum { O_SYM = 256, O_ASYM, O_ACT, O_STATIC, O_DAMP, O_NOTS, O_CALIB, O_NS, O_SEQ, O_SEED, O_MAXMEM, O_IGNORE,
+           O_FORMAT, O_DRY, O_THREADS, O_QUIET, O_BITS, O_GROUP };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"method", required_argument, 0, 'M'},
+        {"out", required_argument, 0, 'o'}, {"bits", required_argument, 0, O_BITS},
+        {"group-size", required_argument, 0, O_GROUP}, {"sym", no_argument, 0, O_SYM},
+        {"asym", no_argument, 0, O_ASYM}, {"act-order", no_argument, 0, O_ACT},
+        {"static-groups", no_argument, 0, O_STATIC}, {"damp", required_argument, 0, O_DAMP},
+        {"no-true-sequential", no_argument, 0, O_NOTS}, {"calib", required_argument, 0, O_CALIB},
+        {"nsamples", required_argument, 0, O_NS}, {"seqlen", required_argument, 0, O_SEQ},
+        {"seed", required_argument, 0, O_SEED}, {"max-memory", required_argument, 0, O_MAXMEM},
+        {"ignore", required_argument, 0, O_IGNORE}, {"format", required_argument, 0, O_FORMAT},
+        {"dry-run", no_argument, 0, O_DRY}, {"threads", required_argument, 0, O_THREADS},
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *model = NULL, *method = NULL, *out = NULL, *calib = NULL, *ignore = NULL, *format = "compressed-tensors";
+    llmsq_quant_params qp = llmsq_quant_default_params();
+    llmsq_calib_params cp = llmsq_calib_default_params();
+    bool dry = false;
+    int64_t v, threads = 0;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'M': method = optarg; break;
+        case 'o': out = optarg; break;
+        case O_BITS:
+            if (!cli_parse_i64("quantize", "--bits", optarg, INT32_MIN, INT32_MAX, &v)) return 2;
+            qp.bits = (int)v;
+            break;
+        case O_GROUP: if (!cli_parse_i64("quantize", "--group-size", optarg, INT32_MIN, INT64_MAX, &qp.group_size)) return 2; break;
+        case O_SYM: qp.grid = LLMSQ_QGRID_SYM; break;
+        case O_ASYM: qp.grid = LLMSQ_QGRID_MINMAX; break;
+        case O_ACT: qp.act_order = true; break;
+        case O_STATIC: qp.static_groups = true; break;
+        case O_DAMP: {
+            char *end;
+            qp.damp = strtod(optarg, &end);
+            if (end == optarg || *end) return cli_usage_error("quantize", "--damp expects a number, got '%s'", optarg);
+            break;
+        }
+        case O_NOTS: cp.true_sequential = false; break;
+        case O_CALIB: calib = optarg; break;
+        case O_NS: if (!cli_parse_i64("quantize", "--nsamples", optarg, 1, 1000000, &cp.nsamples)) return 2; break;
+        case O_SEQ: if (!cli_parse_i64("quantize", "--seqlen", optarg, 2, 1 << 24, &cp.seqlen)) return 2; break;
+        case O_SEED:
+            if (!cli_parse_i64("quantize", "--seed", optarg, 0, INT64_MAX, &v)) return 2;
+            cp.seed = (uint64_t)v;
+            break;
+        case O_MAXMEM:
+            if (!parse_size(optarg, &cp.max_memory))
+                return cli_usage_error("quantize", "--max-memory expects a size like 512M or 2G, got '%s'", optarg);
+            break;
+        case O_IGNORE: ignore = optarg; break;
+        case O_FORMAT: format = optarg; break;
+        case O_DRY: dry = true; break;
+        case O_THREADS: if (!cli_parse_i64("quantize", "--threads", optarg, 1, 1024, &threads)) return 2; break;
+        case O_QUIET: llmsq_set_quiet(true); break;
+        case 'h': help(stdout); return 0;
+        default: return cli_usage_error("quantize", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error("quantize", "unexpected argument '%s'", argv[optind]);
+    if (!model) return cli_usage_error("quantize", "--model is required");
+    if (!method) return cli_usage_error("quantize", "--method rtn|gptq is required");
+    llmsq_quant_method qm;
+    if (!strcmp(method, "rtn")) qm = LLMSQ_QUANT_RTN;
+    else if (!strcmp(method, "gptq")) qm = LLMSQ_QUANT_GPTQ;
+    else return cli_usage_error("quantize", "unknown method '%s' (rtn, gptq)", method);
+    llmsq_ckpt_format fmt;
+    if (!strcmp(format, "compressed-tensors")) fmt = LLMSQ_CKPT_COMPRESSED_TENSORS;
+    else if (!strcmp(format, "gptq")) fmt = LLMSQ_CKPT_GPTQ;
+    else return cli_usage_error("quantize", "unknown format '%s' (compressed-tensors, gptq)", format);
+    if (!out && !dry) return cli_usage_error("quantize", "--out DIR is required");
+    if (qm == LLMSQ_QUANT_GPTQ && !calib) return cli_usage_error("quantize", "--method gptq needs --calib FILE");
+    if (qp.static_groups && !qp.act_order) return cli_usage_error("quantize", "--static-groups needs --act-order");
+    /* GPTQ v1 checkpoints cannot store an asymmetric zero point of 0 (FORMATS.md 2.4). */
+    qp.zero_min_one = fmt == LLMSQ_CKPT_GPTQ && qp.grid == LLMSQ_QGRID_MINMAX;
+    if (llmsq_quant_params_validate(&qp, 1 << 30) != LLMSQ_OK) return cli_usage_error("quantize", "%s", llmsq_last_error());
+    if (out && llmsq_is_dir(out)) {
+        DIR *dir = opendir(out);
+        struct dirent *e;
+        bool empty = true;
+        while (dir && (e = readdir(dir)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
+        if (dir) closedir(dir);
+        if (!empty) return cli_fail("quantize", llmsq_error(LLMSQ_STATUS_ARG, "%s: output directory exists and is not empty", out));
+    }
+    llmsq_threads_set((int)threads);
+    cp.progress = !llmsq_is_quiet();
+
+    llmsq_model *m = NULL;
+    llmsq_quant_pass *pass = NULL;
+    int32_t *tokens = NULL;
+    json_t *manifest = NULL;
+    char *manifest_text = NULL;
+    llmsq_status st = llmsq_model_open(model, &m);
+    if (st != LLMSQ_OK) goto fail;
+    const llmsq_config *cfg = llmsq_model_config(m);
+    for (int64_t l = 0; l < cfg->n_layers && st == LLMSQ_OK; l++)
+        for (int i = 0; i < LLMSQ_LINEAR_COUNT && st == LLMSQ_OK; i++) {
+            char mod[128], w[160];
+            snprintf(w, sizeof w, "%s.weight", llmsq_linear_module(l, i, mod, sizeof mod));
+            st = llmsq_quant_params_validate(&qp, llmsq_store_get(llmsq_model_store(m), w)->shape[1]);
+            if (st != LLMSQ_OK) st = llmsq_error_prefix(st, "%s", w);
+        }
+    if (st != LLMSQ_OK) goto fail;
+    /* Scales in the checkpoint's dtype: GPTQ stores f16; compressed-tensors the model's own
+     * float type (that of its embeddings), so an f32 model keeps exact f32 scales. */
+    qp.scale_dtype = LLMSQ_DTYPE_F16;
+    if (fmt == LLMSQ_CKPT_COMPRESSED_TENSORS) {
+        const llmsq_tensor *emb = llmsq_store_get(llmsq_model_store(m), "model.embed_tokens.weight");
+        qp.scale_dtype = emb->dtype == LLMSQ_DTYPE_BF16 ? LLMSQ_DTYPE_BF16
+                         : emb->dtype == LLMSQ_DTYPE_F16 ? LLMSQ_DTYPE_F16 : LLMSQ_DTYPE_F32;
+    }
+    if (cp.seqlen > cfg->max_position) {
+        st = llmsq_error(LLMSQ_STATUS_ARG, "--seqlen %lld exceeds the model's context (%lld)", (long long)cp.seqlen,
+                         (long long)cfg->max_position);
+        goto fail;
+    }
+
+    if ((st = llmsq_quant_pass_create(qm, &qp, ignore, &pass)) != LLMSQ_OK) goto fail;
+    if ((st = check_format(fmt, &qp, llmsq_model_store(m), cfg, pass)) != LLMSQ_OK) goto fail;
+
+    if (dry) {
+        llmsq_calib_plan plan;
+        llmsq_calib_plan_bytes(cfg, &cp, qm == LLMSQ_QUANT_GPTQ, &plan);
+        size_t weights = 0, qbytes = 0, largest = 0;
+        llmsq_store *s = llmsq_model_store(m);
+        for (size_t i = 0; i < llmsq_store_count(s); i++) {
+            const llmsq_tensor *t = llmsq_store_at(s, i);
+            weights += t->nbytes + (t->dtype == LLMSQ_DTYPE_F32 ? 0 : (size_t)llmsq_tensor_numel(t) * 4);
+            largest = t->nbytes > largest ? t->nbytes : largest;
+        }
+        /* codes (one byte each) and f32 scales/zeros of every block linear */
+        for (int64_t l = 0; l < cfg->n_layers; l++)
+            for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
+                char mod[128], w[160];
+                snprintf(w, sizeof w, "%s.weight", llmsq_linear_module(l, i, mod, sizeof mod));
+                const llmsq_tensor *t = llmsq_store_get(s, w);
+                int64_t g = qp.group_size > 0 ? qp.group_size : t->shape[1];
+                qbytes += (size_t)(t->shape[0] * t->shape[1]) + (size_t)(t->shape[0] * ((t->shape[1] + g - 1) / g)) * 8;
+            }
+        /* GPTQ's per-linear workspace: W and error in double, H and its inverse factor */
+        size_t gptq_ws = 0;
+        if (qm == LLMSQ_QUANT_GPTQ) {
+            int64_t F = cfg->intermediate_size, d = cfg->hidden_size;
+            size_t a = (size_t)(F * d) * 16 + (size_t)(F * F) * 16, b = (size_t)(d * F) * 16 + (size_t)(d * d) * 16;
+            gptq_ws = a > b ? a : b;
+        }
+        size_t calib_peak = weights + plan.activations + plan.block_scratch + plan.hessians + gptq_ws + qbytes;
+        size_t write_peak = weights + qbytes + 2 * largest;
+        char b1[32];
+        printf("memory plan for %s (%s, %d-bit, group %lld, %lld x %lld calibration tokens)\n", model, method, qp.bits,
+               (long long)qp.group_size, (long long)cp.nsamples, (long long)cp.seqlen);
+        mib(b1, sizeof b1, weights); printf("  weights (mapped + f32 views)  %s\n", b1);
+        mib(b1, sizeof b1, plan.activations); printf("  calibration activations      %s%s\n", b1, plan.spilled ? " (spilled to disk)" : "");
+        mib(b1, sizeof b1, plan.block_scratch); printf("  one block forward            %s\n", b1);
+        mib(b1, sizeof b1, plan.hessians); printf("  Hessians                     %s\n", b1);
+        mib(b1, sizeof b1, gptq_ws); printf("  GPTQ workspace               %s\n", b1);
+        mib(b1, sizeof b1, qbytes); printf("  quantized codes and scales   %s\n", b1);
+        mib(b1, sizeof b1, calib_peak); printf("phase quantize: predicted peak %s\n", b1);
+        mib(b1, sizeof b1, write_peak); printf("phase write:    predicted peak %s\n", b1);
+        mib(b1, sizeof b1, calib_peak > write_peak ? calib_peak : write_peak);
+        printf("predicted peak                %s\n", b1);
+        llmsq_quant_pass_free(pass);
+        llmsq_model_free(m);
+        return 0;
+    }
+
+    manifest = json_object();
+    json_t *flags = json_object(), *inputs = json_object();
+    json_object_set_new(manifest, "tool", json_string("llmsq " LLMSQ_VERSION_STRING));
+    json_object_set_new(flags, "method", json_string(method));
+    json_object_set_new(flags, "bits", json_integer(qp.bits));
+    json_object_set_new(flags, "group_size", json_integer(qp.group_size));
+    json_object_set_new(flags, "sym", json_boolean(qp.grid != LLMSQ_QGRID_MINMAX));
+    json_object_set_new(flags, "format", json_string(format));
+    json_object_set_new(flags, "ignore", ignore ? json_string(ignore) : json_null());
+    if (qm == LLMSQ_QUANT_GPTQ) {
+        json_object_set_new(flags, "act_order", json_boolean(qp.act_order));
+        json_object_set_new(flags, "static_groups", json_boolean(qp.static_groups));
+        json_object_set_new(flags, "damp", json_real(qp.damp));
+        json_object_set_new(flags, "true_sequential", json_boolean(cp.true_sequential));
+    }
+    json_object_set_new(manifest, "flags", flags);
+    json_object_set_new(manifest, "inputs", inputs);
+    if ((st = hash_inputs(model, inputs)) != LLMSQ_OK) goto fail;
+
+    if (qm == LLMSQ_QUANT_GPTQ) {
+        if (!llmsq_model_tokenizer(m)) {
+            st = llmsq_error(LLMSQ_STATUS_ARG, "%s: the model has no tokenizer to encode --calib", model);
+            goto fail;
+        }
+        llmsq_dataset d;
+        if ((st = llmsq_dataset_load(calib, LLMSQ_TEXT_AUTO, &d)) != LLMSQ_OK) goto fail;
+        char hex[65];
+        llmsq_sha256_hex(d.raw, d.raw_len, hex);
+        st = llmsq_calib_sample(llmsq_model_tokenizer(m), &d, &cp, &tokens);
+        llmsq_dataset_free(&d);
+        if (st != LLMSQ_OK) {
+            st = llmsq_error_prefix(st, "%s", calib);
+            goto fail;
+        }
+        char thex[65];
+        llmsq_sha256_hex(tokens, (size_t)(cp.nsamples * cp.seqlen) * sizeof *tokens, thex);
+        json_object_set_new(manifest, "calibration",
+                            json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "file", calib, "file_sha256", hex, "nsamples",
+                                      (json_int_t)cp.nsamples, "seqlen", (json_int_t)cp.seqlen, "seed",
+                                      (json_int_t)cp.seed, "token_sha256", thex));
+    }
+
+    double t0 = llmsq_time_now();
+    if ((st = llmsq_calib_run(m, tokens, &cp, llmsq_quant_pass_calib(pass))) != LLMSQ_OK) goto fail;
+    double secs = llmsq_time_now() - t0;
+    const llmsq_quant_record *rec;
+    size_t n_rec = llmsq_quant_pass_records(pass, &rec);
+    if (!llmsq_is_quiet()) {
+        printf("%-40s %12s %10s %12s %8s\n", "linear", "shape", "rel err", "gptq loss", "seconds");
+        for (size_t i = 0; i < n_rec; i++) {
+            char shape[32];
+            snprintf(shape, sizeof shape, "%lldx%lld", (long long)rec[i].out, (long long)rec[i].in);
+            printf("%-40s %12s %10.5f %12.4g %8.3f\n", rec[i].module, shape, rec[i].rel_err, rec[i].gptq_loss,
+                   rec[i].seconds);
+        }
+    }
+    printf("quantized %zu linears (%s, %d-bit, group %lld) in %.2f s\n", n_rec, method, qp.bits, (long long)qp.group_size,
+           secs);
+
+    manifest_text = json_dumps(manifest, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    llmsq_ckpt_write_params wp = {.format = fmt, .source = model, .quant = &qp,
+                                  .true_sequential = cp.true_sequential, .manifest_json = manifest_text};
+    if ((st = llmsq_quantized_checkpoint_write(out, llmsq_model_store(m), cfg, &wp)) != LLMSQ_OK) goto fail;
+    printf("wrote %s (%s)\n", out, format);
+    free(manifest_text);
+    json_decref(manifest);
+    free(tokens);
+    llmsq_quant_pass_free(pass);
+    llmsq_model_free(m);
+    return 0;
+fail:
+    free(manifest_text);
+    json_decref(manifest);
+    free(tokens);
+    llmsq_quant_pass_free(pass);
+    llmsq_model_free(m);
+    return cli_fail("quantize", st);
+}

@@ -1,0 +1,723 @@
+/* Quantized checkpoint directories (FORMATS.md 1.4, 2, 4, 8.1): the store's quantized linears
+ * packed as GPTQ or compressed-tensors, every other tensor as it is stored, config.json with
+ * quantization_config, tokenizer files, and a manifest with the sha256 of every output. */
+#include "formats/qpack.h"
+#include "formats/safetensors_write.h"
+#include "llmsq/runtime.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* huggingface_hub's default max_shard_size, "5GB". */
+#define QCKPT_MAX_SHARD 5000000000ull
+
+/* Source files a serving stack needs beside the weights (FORMATS.md 8.1 item 3), plus the
+ * GPT-2-style vocabulary files and the chat template newer transformers keeps apart. */
+static const char *const k_copied[] = {
+    "tokenizer.model", "tokenizer.json",   "tokenizer_config.json", "special_tokens_map.json",
+    "generation_config.json", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", NULL,
+};
+
+typedef struct wdesc {
+    llmsq_tensor        t;   /* first member: the emit callback gets &t back */
+    const llmsq_tensor *src; /* a tensor written unchanged (or widened to F32), else NULL */
+    const llmsq_qlinear *q;  /* the linear a packed tensor stands for */
+    llmsq_qckpt_tensor  pt;
+    uint32_t            shard;
+} wdesc;
+
+typedef struct plan {
+    llmsq_qckpt_scheme sc;
+    wdesc  *d;
+    size_t  n, cap;
+    json_t *ignore;    /* compressed-tensors: the Linear modules left in float */
+    json_t *in_block;  /* GPTQ modules_in_block_to_quantize, NULL when every block linear is quantized */
+    bool    lm_head_q; /* lm_head is quantized */
+    char  **files;     /* outputs written so far, relative to the directory */
+    size_t  n_files, cap_files;
+} plan;
+
+static bool ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* ---- the scheme every quantized linear must share ------------------------------------------ */
+
+typedef struct qent {
+    const char          *name;
+    const llmsq_qlinear *q;
+} qent;
+
+static int cmp_qent(const void *a, const void *b)
+{
+    return strcmp(((const qent *)a)->name, ((const qent *)b)->name);
+}
+
+static bool exact_f16(float s) { return llmsq_f16_to_f32(llmsq_f32_to_f16(s)) == s; }
+static bool exact_bf16(float s) { return llmsq_bf16_to_f32(llmsq_f32_to_bf16(s)) == s; }
+
+/* The canonical invariants the packers rely on: a code or zero point outside its field would
+ * spill into its neighbours, and a scale the scale dtype cannot hold would not read back
+ * bit-exactly. */
+static llmsq_status check_canonical(const char *name, const llmsq_qlinear *q, llmsq_dtype scale_dtype)
+{
+    const int32_t top = (1 << q->bits) - 1;
+    for (int64_t k = 0; k < q->out * q->in; k++)
+        if (q->codes[k] > top)
+            return llmsq_error(LLMSQ_STATUS_ARG, "%s: code %d at [%lld, %lld] exceeds %d bits", name, q->codes[k],
+                               (long long)(k / q->in), (long long)(k % q->in), q->bits);
+    for (int64_t k = 0; k < q->out * q->n_groups; k++) {
+        float s = q->scales[k];
+        if (q->zeros[k] < 0 || q->zeros[k] > top)
+            return llmsq_error(LLMSQ_STATUS_ARG, "%s: zero point %d (row %lld) outside [0, %d]", name, q->zeros[k],
+                               (long long)(k / q->n_groups), top);
+        if (!isfinite(s) || (scale_dtype == LLMSQ_DTYPE_F16 && !exact_f16(s)) ||
+            (scale_dtype == LLMSQ_DTYPE_BF16 && !exact_bf16(s)))
+            return llmsq_error(LLMSQ_STATUS_ARG, "%s: scale %.9g (row %lld) is not a %s value (GPTQ checkpoints store "
+                               "f16 scales: quantize with an f16 scale dtype)", name, (double)s,
+                               (long long)(k / q->n_groups), llmsq_dtype_info(scale_dtype)->name);
+    }
+    if (q->g_idx)
+        for (int64_t i = 0; i < q->in; i++)
+            if (q->g_idx[i] < 0 || q->g_idx[i] >= q->n_groups)
+                return llmsq_error(LLMSQ_STATUS_ARG, "%s: g_idx[%lld] = %d outside [0, %lld)", name, (long long)i,
+                                   q->g_idx[i], (long long)q->n_groups);
+    return LLMSQ_OK;
+}
+
+static llmsq_status derive_scheme(llmsq_ckpt_format fmt, const qent *e, size_t n, llmsq_qckpt_scheme *sc)
+{
+    memset(sc, 0, sizeof *sc);
+    sc->format = fmt;
+    sc->bits = e[0].q->bits;
+    sc->group_size = -1;
+    sc->sym = true;
+    /* GPTQ readers expect f16 scales; compressed-tensors takes the model's float type, so use
+     * the narrowest one that holds every scale exactly (f32 models quantized with f32 scales
+     * keep them: the reference RTN/GPTQ grids are not f16-rounded). */
+    bool all_f16 = true, all_bf16 = true;
+    for (size_t i = 0; i < n && (all_f16 || all_bf16); i++)
+        for (int64_t k = 0; k < e[i].q->out * e[i].q->n_groups; k++) {
+            all_f16 = all_f16 && exact_f16(e[i].q->scales[k]);
+            all_bf16 = all_bf16 && exact_bf16(e[i].q->scales[k]);
+        }
+    sc->scale_dtype = fmt == LLMSQ_CKPT_GPTQ || all_f16 ? LLMSQ_DTYPE_F16 : all_bf16 ? LLMSQ_DTYPE_BF16 : LLMSQ_DTYPE_F32;
+    const qent *grouped = NULL; /* a linear with more than one group fixes the group size */
+    for (size_t i = 0; i < n; i++) {
+        const llmsq_qlinear *q = e[i].q;
+        if (q->bits != sc->bits)
+            return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "quantized linears differ in bits (%s: %d, %s: %d); a checkpoint "
+                               "holds one scheme", e[0].name, sc->bits, e[i].name, q->bits);
+        if (q->n_groups > 1) {
+            if (grouped && q->group_size != grouped->q->group_size)
+                return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "quantized linears differ in group size (%s: %lld, %s: "
+                                   "%lld); a checkpoint holds one scheme", grouped->name,
+                                   (long long)grouped->q->group_size, e[i].name, (long long)q->group_size);
+            grouped = &e[i];
+            sc->group_size = q->group_size;
+        }
+        for (int64_t k = 0; k < q->out * q->n_groups && sc->sym; k++) sc->sym = q->zeros[k] == 1 << (sc->bits - 1);
+        sc->act_order |= q->act_order;
+        for (int64_t j = 0; q->g_idx && j < q->in && !sc->g_idx; j++) sc->g_idx = q->g_idx[j] != j / q->group_size;
+    }
+    /* A one-group linear reads back as one group only when the shared size covers its width. */
+    for (size_t i = 0; grouped && i < n; i++)
+        if (e[i].q->n_groups == 1 && e[i].q->in > sc->group_size)
+            return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s has one group over its %lld columns but %s uses groups of "
+                               "%lld; a checkpoint holds one scheme", e[i].name, (long long)e[i].q->in, grouped->name,
+                               (long long)sc->group_size);
+    if (sc->group_size == -1) sc->act_order = sc->g_idx = false; /* one group: the order changes nothing */
+    return LLMSQ_OK;
+}
+
+/* Every failing linear is named, so one run tells the user everything to change. */
+static llmsq_status check_all(const llmsq_qckpt_scheme *sc, const qent *e, size_t n)
+{
+    llmsq_status first = LLMSQ_OK;
+    char msg[1024] = "", more[768] = "";
+    size_t n_more = 0;
+    for (size_t i = 0; i < n; i++) {
+        LLMSQ_TRY(check_canonical(e[i].name, e[i].q, sc->scale_dtype));
+        llmsq_status st = sc->format == LLMSQ_CKPT_GPTQ ? llmsq_gptq_check(sc, e[i].name, e[i].q)
+                                                        : llmsq_ct_check(sc, e[i].name, e[i].q);
+        if (st == LLMSQ_OK) continue;
+        if (first == LLMSQ_OK) {
+            first = st;
+            snprintf(msg, sizeof msg, "%s", llmsq_last_error());
+        } else if (n_more++ < 12) {
+            size_t l = strlen(more);
+            snprintf(more + l, sizeof more - l, "%s%s", l ? ", " : "", e[i].name);
+        }
+    }
+    if (first == LLMSQ_OK) return LLMSQ_OK;
+    if (n_more)
+        return llmsq_error(first, "%s; %zu more linear(s) fail the same way: %s%s", msg, n_more, more,
+                           n_more > 12 ? ", ..." : "");
+    return llmsq_error(first, "%s", msg);
+}
+
+/* ---- which Linear modules stay in float ------------------------------------------------------ */
+
+/* Linear modules are the 2-D ".weight" tensors other than embeddings; lm_head counts even when
+ * tied (transformers still builds the module, and compressed-tensors would target it). */
+static llmsq_status linear_modules(const llmsq_store *s, const llmsq_config *cfg, plan *pl)
+{
+    char **names;
+    size_t n;
+    LLMSQ_TRY(llmsq_qckpt_names(s, ".weight", &names, &n));
+    llmsq_status st = LLMSQ_OK;
+    json_t *blocks = json_object(); /* layer index -> its quantized block-relative names */
+    bool block_float = false, lm_head_seen = false;
+    pl->ignore = json_array();
+    if (!blocks || !pl->ignore) st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    for (size_t i = 0; i < n && st == LLMSQ_OK; i++) {
+        const llmsq_tensor *t = llmsq_store_get(s, names[i]);
+        if (t->ndim != 2 || strstr(names[i], "embed")) continue;
+        names[i][strlen(names[i]) - 7] = '\0';
+        const bool quant = t->qlinear != NULL;
+        if (strcmp(names[i], "lm_head") == 0) {
+            lm_head_seen = true;
+            pl->lm_head_q = quant;
+        }
+        if (!quant && json_array_append_new(pl->ignore, json_string(names[i])) != 0)
+            st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        const char *rest = strncmp(names[i], "model.layers.", 13) == 0 ? strchr(names[i] + 13, '.') : NULL;
+        if (!rest || st != LLMSQ_OK) continue;
+        char layer[32];
+        snprintf(layer, sizeof layer, "%.*s", (int)(rest - names[i] - 13), names[i] + 13);
+        json_t *arr = json_object_get(blocks, layer);
+        if (!arr && json_object_set_new(blocks, layer, arr = json_array()) != 0) arr = NULL;
+        if (!arr || (quant && json_array_append_new(arr, json_string(rest + 1)) != 0))
+            st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        block_float |= !quant;
+    }
+    if (st == LLMSQ_OK && !lm_head_seen && json_array_append_new(pl->ignore, json_string("lm_head")) != 0)
+        st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    /* Sorted like every other list we write (lm_head was appended last). */
+    for (size_t i = 1; st == LLMSQ_OK && i < json_array_size(pl->ignore); i++)
+        for (size_t j = i; j > 0; j--) {
+            json_t *a = json_array_get(pl->ignore, j - 1), *b = json_array_get(pl->ignore, j);
+            if (strcmp(json_string_value(a), json_string_value(b)) <= 0) break;
+            json_incref(a);
+            json_array_set(pl->ignore, j - 1, b);
+            json_array_set_new(pl->ignore, j, a);
+        }
+    if (st == LLMSQ_OK && pl->lm_head_q && cfg->tie_embeddings)
+        st = llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "lm_head.weight is quantized but tie_word_embeddings is true: a "
+                         "quantized head needs its own tensor (untie the embeddings first)");
+    /* GPTQ names the quantized linears once for every block (modules_in_block_to_quantize). */
+    if (st == LLMSQ_OK && pl->sc.format == LLMSQ_CKPT_GPTQ && block_float) {
+        const char *key0 = NULL, *key;
+        json_t *arr;
+        json_object_foreach(blocks, key, arr) {
+            if (!key0) {
+                key0 = key;
+                pl->in_block = json_incref(arr);
+            } else if (!json_equal(arr, pl->in_block)) {
+                st = llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "GPTQ cannot store a model whose blocks quantize different "
+                                 "linears (layer %s vs layer %s; GPTQ's modules_in_block_to_quantize is one list for "
+                                 "every block): quantize the same linears in every block or use compressed-tensors",
+                                 key0, key);
+                break;
+            }
+        }
+    }
+    json_decref(blocks);
+    llmsq_qckpt_free_names(names, n);
+    return st;
+}
+
+/* ---- tensor descriptors ------------------------------------------------------------------------ */
+
+static wdesc *add_desc(plan *pl)
+{
+    if (pl->n == pl->cap) {
+        size_t cap = pl->cap ? 2 * pl->cap : 256;
+        wdesc *d = realloc(pl->d, cap * sizeof *d);
+        if (!d) return NULL;
+        pl->d = d;
+        pl->cap = cap;
+    }
+    wdesc *d = &pl->d[pl->n++];
+    memset(d, 0, sizeof *d);
+    return d;
+}
+
+/* Packed tensors of an imported checkpoint whose linear now lives in canonical form: they are
+ * rewritten from it, never copied. */
+static bool stale_packed(const llmsq_store *s, const char *name)
+{
+    for (const char *const *suf = llmsq_qckpt_suffixes; *suf; suf++) {
+        size_t n = strlen(name), k = strlen(*suf);
+        if (n <= k + 1 || name[n - k - 1] != '.' || strcmp(name + n - k, *suf) != 0) continue;
+        char buf[512];
+        snprintf(buf, sizeof buf, "%.*s.weight", (int)(n - k - 1), name);
+        if (llmsq_store_get_qlinear(s, buf)) return true;
+    }
+    return false;
+}
+
+static llmsq_status build_descs(const llmsq_store *s, const llmsq_config *cfg, plan *pl)
+{
+    for (size_t i = 0; i < llmsq_store_count(s); i++) {
+        const llmsq_tensor *t = llmsq_store_at(s, i);
+        if (t->qlinear) {
+            llmsq_qckpt_tensor pt[LLMSQ_QCKPT_MAX_TENSORS];
+            int k = pl->sc.format == LLMSQ_CKPT_GPTQ ? llmsq_gptq_tensors(&pl->sc, t->qlinear, pt)
+                                                     : llmsq_ct_tensors(&pl->sc, t->qlinear, pt);
+            size_t base = strlen(t->name) - 7; /* "<prefix>.weight" */
+            for (int j = 0; j < k; j++) {
+                wdesc *d = add_desc(pl);
+                char *name = malloc(base + strlen(pt[j].suffix) + 2);
+                if (!d || !name) {
+                    free(name);
+                    if (d) pl->n--;
+                    return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+                }
+                sprintf(name, "%.*s.%s", (int)base, t->name, pt[j].suffix);
+                d->t.name = name;
+                d->t.dtype = pt[j].dtype;
+                d->t.ndim = pt[j].ndim;
+                d->t.shape[0] = pt[j].shape[0];
+                d->t.shape[1] = pt[j].shape[1];
+                d->t.nbytes = pt[j].nbytes;
+                d->q = t->qlinear;
+                d->pt = pt[j];
+            }
+            continue;
+        }
+        if ((cfg->tie_embeddings && strcmp(t->name, "lm_head.weight") == 0) || stale_packed(s, t->name)) continue;
+        wdesc *d = add_desc(pl);
+        if (!d) return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        d->t = *t;
+        d->t.qlinear = NULL;
+        d->src = t;
+        /* Block types safetensors cannot spell (GGUF Q8_0) are widened to F32, which is exact. */
+        if (llmsq_dtype_info(t->dtype)->block != 1) {
+            d->t.dtype = LLMSQ_DTYPE_F32;
+            d->t.nbytes = (size_t)llmsq_tensor_numel(t) * sizeof(float);
+        }
+    }
+    return LLMSQ_OK;
+}
+
+static void free_plan(plan *pl)
+{
+    for (size_t i = 0; i < pl->n; i++)
+        if (pl->d[i].q) free(pl->d[i].t.name);
+    free(pl->d);
+    for (size_t i = 0; i < pl->n_files; i++) free(pl->files[i]);
+    free(pl->files);
+    json_decref(pl->ignore);
+    json_decref(pl->in_block);
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    return strcmp(((const wdesc *)a)->t.name, ((const wdesc *)b)->t.name);
+}
+
+/* ---- writing ------------------------------------------------------------------------------------ */
+
+typedef struct emit_ctx {
+    const plan     *pl;
+    llmsq_progress *progress;
+    int64_t         done;
+} emit_ctx;
+
+static llmsq_status emit(void *ctx, const llmsq_tensor *t, llmsq_st_out *o)
+{
+    emit_ctx *e = ctx;
+    const wdesc *d = (const wdesc *)t;
+    llmsq_status st = LLMSQ_OK;
+    if (d->q) {
+        void *buf = malloc(t->nbytes ? t->nbytes : 1);
+        if (!buf) return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory (%zu bytes)", t->name, t->nbytes);
+        st = e->pl->sc.format == LLMSQ_CKPT_GPTQ ? llmsq_gptq_fill(&e->pl->sc, d->q, &d->pt, buf)
+                                                 : llmsq_ct_fill(&e->pl->sc, d->q, &d->pt, buf);
+        if (st == LLMSQ_OK) st = llmsq_st_out_write(o, buf, t->nbytes);
+        free(buf);
+    } else if (d->t.dtype == d->src->dtype) {
+        st = llmsq_st_out_write(o, d->src->data, t->nbytes);
+    } else {
+        enum { CHUNK = 32 * 1024 };
+        const llmsq_dtype_traits *tr = llmsq_dtype_info(d->src->dtype);
+        float *f = malloc(CHUNK * sizeof *f);
+        if (!f) return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory", t->name);
+        const int64_t n = llmsq_tensor_numel(d->src);
+        for (int64_t i = 0; i < n && st == LLMSQ_OK; i += CHUNK) {
+            int64_t m = n - i < CHUNK ? n - i : CHUNK;
+            const uint8_t *src = (const uint8_t *)d->src->data + (size_t)(i / tr->block) * tr->block_bytes;
+            st = llmsq_dtype_to_f32(d->src->dtype, src, f, m);
+            if (st == LLMSQ_OK) st = llmsq_st_out_write(o, f, (size_t)m * sizeof *f);
+        }
+        free(f);
+    }
+    e->done += (int64_t)t->nbytes;
+    llmsq_progress_update(e->progress, e->done);
+    return st;
+}
+
+/* Fewest significant digits that round-trip every real of the tree, so 1e-05 is written as
+ * Python writes it; whole numbers keep all their digits (10000.0, not 1e+04). */
+static int real_precision(const json_t *j)
+{
+    int p = 1;
+    if (json_is_real(j)) {
+        double v = json_real_value(j);
+        char tmp[40];
+        for (; p < 17; p++) {
+            snprintf(tmp, sizeof tmp, "%.*g", p, v);
+            if (strtod(tmp, NULL) == v) break;
+        }
+        if (v == floor(v) && fabs(v) < 1e16) {
+            int digits = snprintf(tmp, sizeof tmp, "%.0f", fabs(v));
+            if (digits > p) p = digits;
+        }
+    } else if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v) {
+            int q = real_precision(v);
+            if (q > p) p = q;
+        }
+    } else if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) {
+            int q = real_precision(v);
+            if (q > p) p = q;
+        }
+    }
+    return p;
+}
+
+static llmsq_status note_file(plan *pl, const char *rel)
+{
+    for (size_t i = 0; i < pl->n_files; i++)
+        if (strcmp(pl->files[i], rel) == 0) return LLMSQ_OK;
+    if (pl->n_files == pl->cap_files) {
+        size_t cap = pl->cap_files ? 2 * pl->cap_files : 16;
+        char **f = realloc(pl->files, cap * sizeof *f);
+        if (!f) return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        pl->files = f;
+        pl->cap_files = cap;
+    }
+    if (!(pl->files[pl->n_files] = strdup(rel))) return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    pl->n_files++;
+    return LLMSQ_OK;
+}
+
+/* Sorted keys, two-space indent, a final newline: the bytes depend only on the content. */
+static llmsq_status write_json(plan *pl, const char *dir, const char *rel, const json_t *root)
+{
+    char *path = llmsq_path_join(dir, rel);
+    char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(real_precision(root)))
+                      : NULL;
+    llmsq_status st;
+    char *t2 = text ? realloc(text, strlen(text) + 2) : NULL;
+    if (!path || !t2) {
+        free(t2 ? t2 : text);
+        free(path);
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory", rel);
+    }
+    size_t n = strlen(t2);
+    t2[n] = '\n';
+    st = llmsq_fmt_write_atomic(path, t2, n + 1);
+    if (st == LLMSQ_OK) st = note_file(pl, rel);
+    free(t2);
+    free(path);
+    return st;
+}
+
+static void shard_name(char *buf, size_t cap, uint32_t i, uint32_t n)
+{
+    if (n == 1) snprintf(buf, cap, "model.safetensors");
+    else snprintf(buf, cap, "model-%05u-of-%05u.safetensors", i + 1, n);
+}
+
+static llmsq_status write_weights(plan *pl, const char *dir, uint64_t max_shard)
+{
+    if (pl->n) qsort(pl->d, pl->n, sizeof *pl->d, cmp_desc);
+    /* huggingface_hub's split: a new shard when the next tensor would overflow this one. */
+    uint32_t shard = 0;
+    uint64_t cur = 0, total = 0;
+    for (size_t i = 0; i < pl->n; i++) {
+        uint64_t nb = pl->d[i].t.nbytes;
+        if (cur > 0 && cur + nb > max_shard) {
+            shard++;
+            cur = 0;
+        }
+        pl->d[i].shard = shard;
+        cur += nb;
+        total += nb;
+    }
+    const uint32_t n_shards = shard + 1;
+    const llmsq_tensor **sel = malloc((pl->n ? pl->n : 1) * sizeof *sel);
+    if (!sel) return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    emit_ctx ctx = {pl, llmsq_progress_begin("write", (int64_t)total), 0};
+    llmsq_status st = LLMSQ_OK;
+    char fname[64];
+    for (uint32_t sh = 0; sh < n_shards && st == LLMSQ_OK; sh++) {
+        size_t k = 0;
+        for (size_t i = 0; i < pl->n; i++)
+            if (pl->d[i].shard == sh) sel[k++] = &pl->d[i].t;
+        shard_name(fname, sizeof fname, sh, n_shards);
+        char *path = llmsq_path_join(dir, fname);
+        st = path ? llmsq_safetensors_write_stream(path, sel, k, NULL, 0, emit, &ctx)
+                  : llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        if (st == LLMSQ_OK) st = note_file(pl, fname);
+        free(path);
+    }
+    llmsq_progress_end(ctx.progress);
+    free(sel);
+    if (st != LLMSQ_OK || n_shards == 1) return st;
+    json_t *map = json_object();
+    json_t *index = map ? json_pack("{s:{s:I}, s:O}", "metadata", "total_size", (json_int_t)total, "weight_map", map)
+                        : NULL;
+    bool oom = !index;
+    for (size_t i = 0; i < pl->n && !oom; i++) {
+        shard_name(fname, sizeof fname, pl->d[i].shard, n_shards);
+        oom = json_object_set_new(map, pl->d[i].t.name, json_string(fname)) != 0;
+    }
+    st = oom ? llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory") : write_json(pl, dir, "model.safetensors.index.json", index);
+    json_decref(map);
+    json_decref(index);
+    return st;
+}
+
+static const char *torch_dtype_of(const llmsq_store *s)
+{
+    const llmsq_tensor *e = llmsq_store_get(s, "model.embed_tokens.weight");
+    if (e && e->dtype == LLMSQ_DTYPE_F16) return "float16";
+    if (e && e->dtype == LLMSQ_DTYPE_BF16) return "bfloat16";
+    return "float32";
+}
+
+static llmsq_status write_configs(plan *pl, const char *dir, const llmsq_store *s, const llmsq_config *cfg,
+                                  const llmsq_ckpt_write_params *p)
+{
+    char *src = p->source && llmsq_is_dir(p->source) ? llmsq_path_join(p->source, "config.json") : NULL;
+    char *gen = llmsq_path_join(dir, "config.json");
+    llmsq_status st = LLMSQ_OK;
+    json_t *root = NULL, *qc = NULL;
+    json_error_t jerr;
+    if (!gen) {
+        st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        goto out;
+    }
+    /* The source's own config keeps every field we do not model; a GGUF or llama2.c source
+     * has none, so one is generated from cfg. */
+    const char *from = src && llmsq_is_file(src) ? src : gen;
+    if (from == gen && (st = llmsq_hf_config_write(gen, cfg, torch_dtype_of(s))) != LLMSQ_OK) goto out;
+    root = json_load_file(from, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(root)) {
+        st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: not a JSON object (line %d: %s)", from, jerr.line,
+                         root ? "not an object" : jerr.text);
+        goto out;
+    }
+    qc = pl->sc.format == LLMSQ_CKPT_GPTQ
+             ? llmsq_gptq_config(&pl->sc, p->quant, p->true_sequential, pl->lm_head_q, pl->in_block)
+             : llmsq_ct_config(&pl->sc, pl->ignore);
+    if (!qc || json_object_set(root, "quantization_config", qc) != 0) {
+        st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        goto out;
+    }
+    st = write_json(pl, dir, "config.json", root);
+    /* AutoGPTQ reads quantize_config.json; vLLM's gptq loaders list it too (FORMATS.md 2.1). */
+    if (st == LLMSQ_OK && pl->sc.format == LLMSQ_CKPT_GPTQ) st = write_json(pl, dir, "quantize_config.json", qc);
+out:
+    json_decref(root);
+    json_decref(qc);
+    free(src);
+    free(gen);
+    return st;
+}
+
+static llmsq_status copy_sources(plan *pl, const char *dir, const char *source)
+{
+    if (!source || !llmsq_is_dir(source)) return LLMSQ_OK;
+    llmsq_status st = LLMSQ_OK;
+    for (const char *const *f = k_copied; *f && st == LLMSQ_OK; f++) {
+        char *from = llmsq_path_join(source, *f), *to = llmsq_path_join(dir, *f);
+        char *data = NULL;
+        size_t n = 0;
+        if (!from || !to) st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        else if (llmsq_is_file(from) && (st = llmsq_read_file(from, &data, &n)) == LLMSQ_OK &&
+                 (st = llmsq_fmt_write_atomic(to, data, n)) == LLMSQ_OK)
+            st = note_file(pl, *f);
+        free(data);
+        free(from);
+        free(to);
+    }
+    return st;
+}
+
+static llmsq_status write_manifest(plan *pl, const char *dir, json_t *manifest)
+{
+    json_t *outs = json_object();
+    if (!outs || json_object_set_new(manifest, "outputs", outs) != 0)
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    for (size_t i = 0; i < pl->n_files; i++) {
+        char hex[65], *path = llmsq_path_join(dir, pl->files[i]);
+        llmsq_status st = path ? llmsq_sha256_file(path, hex) : llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        free(path);
+        if (st != LLMSQ_OK) return st;
+        if (json_object_set_new(outs, pl->files[i], json_string(hex)) != 0)
+            return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    }
+    return write_json(pl, dir, "manifest.json", manifest);
+}
+
+/* ---- the output directory ------------------------------------------------------------------------ */
+
+/* Names this writer (or the atomic writers it calls, through "<name>.tmp") may leave. */
+static bool is_ours(const char *name)
+{
+    char base[256];
+    size_t n = strlen(name);
+    if (n >= sizeof base) return false;
+    memcpy(base, name, n + 1);
+    if (ends_with(base, ".tmp")) base[n - 4] = '\0';
+    static const char *const fixed[] = {"config.json", "quantize_config.json", "manifest.json",
+                                        "model.safetensors.index.json", NULL};
+    for (const char *const *f = fixed; *f; f++)
+        if (strcmp(base, *f) == 0) return true;
+    for (const char *const *f = k_copied; *f; f++)
+        if (strcmp(base, *f) == 0) return true;
+    return strncmp(base, "model", 5) == 0 && ends_with(base, ".safetensors");
+}
+
+/* Deletes a directory this writer built; one holding anything else is left alone. */
+static llmsq_status remove_ours(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return llmsq_error(LLMSQ_STATUS_IO, "cannot open %s: %s", dir, strerror(errno));
+    bool foreign = false;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (!is_ours(e->d_name)) {
+            foreign = true;
+            continue;
+        }
+        char *p = llmsq_path_join(dir, e->d_name);
+        if (p) unlink(p);
+        free(p);
+    }
+    closedir(d);
+    if (foreign) return llmsq_error(LLMSQ_STATUS_ARG, "%s holds files llmsq did not write; remove it", dir);
+    if (rmdir(dir) != 0) return llmsq_error(LLMSQ_STATUS_IO, "cannot remove %s: %s", dir, strerror(errno));
+    return LLMSQ_OK;
+}
+
+static llmsq_status check_out_dir(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return errno == ENOENT ? LLMSQ_OK : llmsq_error(LLMSQ_STATUS_IO, "cannot access %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return llmsq_error(LLMSQ_STATUS_ARG, "output %s exists and is not a directory", dir);
+    DIR *d = opendir(dir);
+    if (!d) return llmsq_error(LLMSQ_STATUS_IO, "cannot open %s: %s", dir, strerror(errno));
+    bool empty = true;
+    struct dirent *e;
+    while (empty && (e = readdir(d)) != NULL) empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    closedir(d);
+    if (!empty) return llmsq_error(LLMSQ_STATUS_ARG, "output directory %s exists and is not empty (refusing to overwrite)", dir);
+    return LLMSQ_OK;
+}
+
+static llmsq_status plan_store(plan *pl, const llmsq_store *s, const llmsq_config *cfg, llmsq_ckpt_format fmt)
+{
+    size_t nq = 0, total = llmsq_store_count(s);
+    qent *e = malloc((total ? total : 1) * sizeof *e);
+    if (!e) return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    for (size_t i = 0; i < total; i++) {
+        const llmsq_tensor *t = llmsq_store_at(s, i);
+        if (t->qlinear) e[nq++] = (qent){t->name, t->qlinear};
+    }
+    llmsq_status st = LLMSQ_OK;
+    for (size_t i = 0; i < nq && st == LLMSQ_OK; i++)
+        if (!ends_with(e[i].name, ".weight") || strlen(e[i].name) == 7)
+            st = llmsq_error(LLMSQ_STATUS_ARG, "quantized tensor '%s' is not named \"<module>.weight\"", e[i].name);
+    qsort(e, nq, sizeof *e, cmp_qent);
+    if (st == LLMSQ_OK && nq == 0) st = llmsq_error(LLMSQ_STATUS_ARG, "the store holds no quantized linear to write");
+    if (st == LLMSQ_OK) st = derive_scheme(fmt, e, nq, &pl->sc);
+    if (st == LLMSQ_OK) st = check_all(&pl->sc, e, nq);
+    free(e);
+    if (st == LLMSQ_OK) st = linear_modules(s, cfg, pl);
+    if (st == LLMSQ_OK) st = build_descs(s, cfg, pl);
+    return st;
+}
+
+llmsq_status llmsq_qckpt_write_sharded(const char *out_dir, const llmsq_store *s, const llmsq_config *cfg,
+                                       const llmsq_ckpt_write_params *p, uint64_t max_shard_bytes)
+{
+    LLMSQ_ASSERT(out_dir && s && cfg && p);
+    LLMSQ_ASSERT(p->format == LLMSQ_CKPT_GPTQ || p->format == LLMSQ_CKPT_COMPRESSED_TENSORS);
+    if (!out_dir[0]) return llmsq_error(LLMSQ_STATUS_ARG, "empty output directory name");
+    LLMSQ_TRY(check_out_dir(out_dir));
+    json_t *manifest = NULL;
+    if (p->manifest_json) {
+        json_error_t jerr;
+        manifest = json_loads(p->manifest_json, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(manifest)) {
+            json_decref(manifest);
+            return llmsq_error(LLMSQ_STATUS_ARG, "manifest_json is not a JSON object%s%s", manifest ? "" : ": ",
+                               manifest ? "" : jerr.text);
+        }
+    }
+    plan pl;
+    memset(&pl, 0, sizeof pl);
+    char *tmpdir = NULL;
+    llmsq_status st = plan_store(&pl, s, cfg, p->format);
+    if (st != LLMSQ_OK) goto out;
+
+    size_t n = strlen(out_dir);
+    while (n > 1 && out_dir[n - 1] == '/') n--; /* "out/" must give "out.tmp", not "out/.tmp" */
+    if (!(tmpdir = malloc(n + 5))) {
+        st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(tmpdir, out_dir, n);
+    memcpy(tmpdir + n, ".tmp", 5);
+    struct stat sb;
+    if (lstat(tmpdir, &sb) == 0)
+        st = S_ISDIR(sb.st_mode) ? remove_ours(tmpdir) /* left by an interrupted run */
+                                 : llmsq_error(LLMSQ_STATUS_ARG, "%s exists and is not a directory; remove it", tmpdir);
+    if (st == LLMSQ_OK && mkdir(tmpdir, 0755) != 0)
+        st = llmsq_error(LLMSQ_STATUS_IO, "cannot create %s: %s", tmpdir, strerror(errno));
+    if (st != LLMSQ_OK) goto out;
+
+    st = write_weights(&pl, tmpdir, max_shard_bytes ? max_shard_bytes : QCKPT_MAX_SHARD);
+    if (st == LLMSQ_OK) st = write_configs(&pl, tmpdir, s, cfg, p);
+    if (st == LLMSQ_OK) st = copy_sources(&pl, tmpdir, p->source);
+    if (st == LLMSQ_OK && manifest) st = write_manifest(&pl, tmpdir, manifest);
+    if (st == LLMSQ_OK && rename(tmpdir, out_dir) != 0)
+        st = llmsq_error(LLMSQ_STATUS_IO, "cannot rename %s to %s: %s", tmpdir, out_dir, strerror(errno));
+    if (st != LLMSQ_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", llmsq_last_error());
+        remove_ours(tmpdir);
+        llmsq_error(st, "%s", msg); /* the cleanup must not replace the real error */
+    }
+out:
+    json_decref(manifest);
+    free(tmpdir);
+    free_plan(&pl);
+    return st;
+}
+
+llmsq_status llmsq_quantized_checkpoint_write(const char *out_dir, const llmsq_store *s, const llmsq_config *cfg,
+                                              const llmsq_ckpt_write_params *p)
+{
+    return llmsq_qckpt_write_sharded(out_dir, s, cfg, p, QCKPT_MAX_SHARD);
+}
