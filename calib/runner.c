@@ -5,6 +5,7 @@
 #include "llmsq/calib.h"
 #include "llmsq/runtime.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,9 +20,47 @@ static const llmsq_linear_id k_all[8] = {LLMSQ_LINEAR_Q,    LLMSQ_LINEAR_K,  LLM
                                          LLMSQ_LINEAR_GATE, LLMSQ_LINEAR_UP, LLMSQ_LINEAR_DOWN, LLMSQ_LINEAR_COUNT};
 
 typedef struct observe_ctx {
-    bool          want[LLMSQ_INPUT_COUNT];
-    llmsq_hessian h[LLMSQ_INPUT_COUNT];
+    bool                want[LLMSQ_INPUT_COUNT];
+    bool                hessian, stats; /* what to accumulate for each wanted input */
+    llmsq_hessian       h[LLMSQ_INPUT_COUNT];
+    llmsq_channel_stats cs[LLMSQ_INPUT_COUNT];
 } observe_ctx;
+
+llmsq_status llmsq_channel_stats_init(llmsq_channel_stats *s, int64_t n)
+{
+    memset(s, 0, sizeof *s);
+    s->n = n;
+    s->abs_sum = calloc((size_t)n, sizeof *s->abs_sum);
+    s->abs_max = calloc((size_t)n, sizeof *s->abs_max);
+    s->sq_sum = calloc((size_t)n, sizeof *s->sq_sum);
+    if (!s->abs_sum || !s->abs_max || !s->sq_sum) {
+        llmsq_channel_stats_free(s);
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory for channel statistics");
+    }
+    return LLMSQ_OK;
+}
+
+void llmsq_channel_stats_add(llmsq_channel_stats *s, const float *X, int64_t T)
+{
+    for (int64_t t = 0; t < T; t++) {
+        const float *x = X + t * s->n;
+        for (int64_t j = 0; j < s->n; j++) {
+            const double a = fabs((double)x[j]);
+            s->abs_sum[j] += a;
+            s->sq_sum[j] += a * a;
+            s->abs_max[j] = a > s->abs_max[j] ? a : s->abs_max[j];
+        }
+    }
+    s->rows += T;
+}
+
+void llmsq_channel_stats_free(llmsq_channel_stats *s)
+{
+    free(s->abs_sum);
+    free(s->abs_max);
+    free(s->sq_sum);
+    memset(s, 0, sizeof *s);
+}
 
 /* One sample's observed inputs: the forward runs samples in parallel, so inputs are captured
  * per sample and added to the Hessians afterwards in sample order (a fixed reduction order,
@@ -35,7 +74,8 @@ static llmsq_status on_input(void *user, llmsq_block_input which, const float *X
 {
     capture *c = user;
     if (!c->obs->want[which]) return LLMSQ_OK;
-    LLMSQ_ASSERT(c->obs->h[which].n == n && c->buf[which]);
+    LLMSQ_ASSERT(c->buf[which]);
+    (void)n;
     memcpy(c->buf[which], X, (size_t)(T * n) * sizeof(float));
     return LLMSQ_OK;
 }
@@ -88,12 +128,11 @@ static llmsq_status rewrite(llmsq_model *m, int64_t l, const llmsq_linear_id *id
         const float *W;
         LLMSQ_TRY(llmsq_store_get_f32(s, wname, &W));
         llmsq_linear_job job = {.layer = l, .id = *ids, .module = module, .W = W, .out = t->shape[0],
-                                .in = t->shape[1], .H = NULL};
-        if (pass->needs_hessian) {
-            llmsq_block_input in = llmsq_linear_input(*ids);
-            LLMSQ_ASSERT(obs->want[in] && obs->h[in].n == job.in && input_width(c, in) == job.in);
-            LLMSQ_TRY(llmsq_hessian_finalize(&obs->h[in], &job.H));
-        }
+                                .in = t->shape[1], .H = NULL, .stats = NULL};
+        llmsq_block_input in = llmsq_linear_input(*ids);
+        LLMSQ_ASSERT(!obs || (obs->want[in] && input_width(c, in) == job.in));
+        if (pass->needs_hessian) LLMSQ_TRY(llmsq_hessian_finalize(&obs->h[in], &job.H));
+        if (pass->needs_channel_stats) job.stats = &obs->cs[in];
         llmsq_qlinear *q = NULL;
         llmsq_status st = pass->run(pass->user, &job, &q);
         free(job.H);
@@ -105,8 +144,14 @@ static llmsq_status rewrite(llmsq_model *m, int64_t l, const llmsq_linear_id *id
 
 static void free_obs(observe_ctx *o)
 {
-    for (int i = 0; i < LLMSQ_INPUT_COUNT; i++) llmsq_hessian_free(&o->h[i]);
+    for (int i = 0; i < LLMSQ_INPUT_COUNT; i++) {
+        llmsq_hessian_free(&o->h[i]);
+        llmsq_channel_stats_free(&o->cs[i]);
+    }
+    bool hessian = o->hessian, stats = o->stats;
     memset(o, 0, sizeof *o);
+    o->hessian = hessian;
+    o->stats = stats;
 }
 
 /* Per-thread state of the parallel forwards. */
@@ -141,8 +186,11 @@ static llmsq_status run_chunk(llmsq_model *m, int64_t l, llmsq_act_store *acts, 
             LLMSQ_TRY(llmsq_act_put(acts, c + i, w[i].x));
             continue;
         }
-        for (int k = 0; k < LLMSQ_INPUT_COUNT; k++)
-            if (obs->want[k]) LLMSQ_TRY(llmsq_hessian_add(&obs->h[k], w[i].cap.buf[k], L));
+        for (int k = 0; k < LLMSQ_INPUT_COUNT; k++) {
+            if (!obs->want[k]) continue;
+            if (obs->hessian) LLMSQ_TRY(llmsq_hessian_add(&obs->h[k], w[i].cap.buf[k], L));
+            if (obs->stats) llmsq_channel_stats_add(&obs->cs[k], w[i].cap.buf[k], L);
+        }
     }
     return LLMSQ_OK;
 }
@@ -168,7 +216,7 @@ llmsq_status llmsq_calib_run(llmsq_model *m, const int32_t *tokens, const llmsq_
     bool wanted[LLMSQ_LINEAR_COUNT];
     llmsq_status st = LLMSQ_OK;
 
-    if (!pass->needs_hessian) { /* e.g. RTN: no forward at all, one block at a time */
+    if (!pass->needs_hessian && !pass->needs_channel_stats) { /* e.g. RTN: no forward, one block at a time */
         for (int64_t l = 0; l < c->n_layers && st == LLMSQ_OK; l++) {
             for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
                 char module[128];
@@ -185,7 +233,7 @@ llmsq_status llmsq_calib_run(llmsq_model *m, const int32_t *tokens, const llmsq_
     LLMSQ_TRY(llmsq_act_init(&acts, N, L * d, spill));
     if (spill) llmsq_log("calibration activations spill to disk (%.1f MiB above --max-memory)",
                          (double)((size_t)(N * L * d) * sizeof(float)) / 1048576.0);
-    observe_ctx obs = {0};
+    observe_ctx obs = {.hessian = pass->needs_hessian, .stats = pass->needs_channel_stats};
     const int64_t P = llmsq_threads_get() < N ? llmsq_threads_get() : N;
     worker *w = calloc((size_t)P, sizeof *w);
     if (!w) st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
@@ -220,7 +268,9 @@ llmsq_status llmsq_calib_run(llmsq_model *m, const int32_t *tokens, const llmsq_
             for (const llmsq_linear_id *id = ids; *id != LLMSQ_LINEAR_COUNT && st == LLMSQ_OK; id++) {
                 if (!wanted[*id]) continue;
                 llmsq_block_input in = llmsq_linear_input(*id);
-                if (!obs.want[in]) st = llmsq_hessian_init(&obs.h[in], input_width(c, in));
+                if (!obs.want[in] && obs.hessian) st = llmsq_hessian_init(&obs.h[in], input_width(c, in));
+                if (!obs.want[in] && obs.stats && st == LLMSQ_OK)
+                    st = llmsq_channel_stats_init(&obs.cs[in], input_width(c, in));
                 obs.want[in] = true;
                 o.stop_after = in > o.stop_after ? in : o.stop_after;
                 any = true;

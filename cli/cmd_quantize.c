@@ -64,7 +64,26 @@ static llmsq_status check_format(llmsq_ckpt_format fmt, const llmsq_quant_params
         return llmsq_error(LLMSQ_STATUS_UNSUPPORTED,
                            "compressed-tensors pack-quantized stores 4- or 8-bit weights, not %d-bit (use --format gptq)",
                            qp->bits);
-    if (fmt != LLMSQ_CKPT_GPTQ) return LLMSQ_OK;
+    if (fmt != LLMSQ_CKPT_GPTQ) {
+        /* Representable (ceil(in / G) groups), but serving kernels want whole groups. */
+        int64_t partial = 0;
+        char first[160] = "";
+        for (int64_t l = 0; l < cfg->n_layers; l++)
+            for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
+                char mod[128], w[160];
+                llmsq_linear_module(l, i, mod, sizeof mod);
+                if (cp->wants && !cp->wants(cp->user, mod)) continue;
+                snprintf(w, sizeof w, "%s.weight", mod);
+                const llmsq_tensor *t = llmsq_store_get(s, w);
+                if (qp->group_size > 0 && t->shape[1] % qp->group_size && !partial++) snprintf(first, sizeof first, "%s", w);
+            }
+        if (partial)
+            llmsq_warn("%s (and %lld more) has an input width that is not a multiple of the group size "
+                      "%lld: its last group is partial. The checkpoint is valid compressed-tensors, but vLLM's "
+                      "kernels require whole groups; choose a group size that divides every width to serve it there",
+                      first, (long long)(partial - 1), (long long)qp->group_size);
+        return LLMSQ_OK;
+    }
     const int64_t pack = qp->bits == 3 ? 32 : 32 / qp->bits;
     for (int64_t l = 0; l < cfg->n_layers; l++)
         for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {

@@ -24,6 +24,16 @@ void llmsq_log(const char *fmt, ...)
     va_end(ap);
 }
 
+void llmsq_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("llmsq: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 double llmsq_time_now(void)
 {
     struct timespec ts;

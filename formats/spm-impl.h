@@ -1,5 +1,5 @@
-/* Internals of the SentencePiece tokenizer shared by spm.c, spm_proto.c and spm_llama2c.c.
- * The piece table (piece, len, score, type, htab) is also the vocabulary of the Hugging
+/* Internals of the SentencePiece tokenizer shared by spm.c, spm_proto.c, spm_llama2c.c,
+ * spm_unigram.c and spm_charsmap.c. The piece table (piece, len, score, type, htab) is also the vocabulary of the Hugging
  * Face BPE tokenizers (tok_impl.h), which hang their pipeline off `hf`. */
 #ifndef LLMSQ_SPM_IMPL_H
 #define LLMSQ_SPM_IMPL_H
@@ -34,7 +34,16 @@ struct llmsq_tokenizer {
     uint32_t  hmask;
 
     struct tok_hf *hf; /* NULL for SentencePiece; the BPE pipeline otherwise (tok_impl.h) */
+
+    /* SentencePiece only; all NULL for the Hugging Face pipeline. */
+    struct spm_unigram  *ug;          /* the unigram model; NULL: BPE */
+    struct spm_charsmap *charsmap;    /* normalizer_spec.precompiled_charsmap; NULL: identity */
+    struct spm_charsmap *denorm;      /* denormalizer_spec.precompiled_charsmap, run over decoded text */
+    llmsq_spm_options    denorm_opt;  /* denormalizer_spec's whitespace flags */
 };
+
+/* ModelProto.TrainerSpec.ModelType. */
+enum { SPM_MODEL_UNIGRAM = 1, SPM_MODEL_BPE = 2, SPM_MODEL_WORD = 3, SPM_MODEL_CHAR = 4 };
 
 /* FNV-1a over s[0..n): the hash of htab. */
 uint32_t spm_hash(const char *s, size_t n);
@@ -54,5 +63,42 @@ int32_t spm_lookup(const llmsq_tokenizer *t, const char *s, size_t n);
 
 /* "<0xXX>" (upper-case hex, as sentencepiece's ByteToPiece) -> 0..255, else -1. */
 int spm_piece_to_byte(const char *s, size_t n);
+
+/* Writes a ModelProto of the given model type, with an optional normalizer charsmap
+ * (charsmap_len 0: identity), after the same checks as a reader. llmsq_spm_write is the
+ * BPE, identity case. */
+llmsq_status spm_write_model(const char *path, int64_t n, const char *const *pieces, const float *scores,
+                             const int32_t *types, const llmsq_spm_options *opt, int model_type,
+                             const char *norm_name, const void *charsmap, size_t charsmap_len);
+
+/* ---- normalization (spm.c) ---------------------------------------------------------------- */
+
+/* Normalizer::Normalize over in[0..len) with t's normalizer: user-defined pieces kept whole,
+ * the charsmap, whitespace rules. *out is malloc'd (not NUL-terminated). */
+llmsq_status spm_normalize_text(const llmsq_tokenizer *t, const char *in, size_t len, char **out, size_t *out_len);
+
+/* ---- precompiled charsmap (spm_charsmap.c) ------------------------------------------------- */
+
+/* Parses normalizer_spec.precompiled_charsmap: uint32 trie size, a Darts-clone double array,
+ * NUL-terminated replacement strings. Every trie path the matcher can take is checked up
+ * front, so matching needs no bounds checks. `offset` is the blob's byte offset in `source`
+ * for messages. Errors: FORMAT, NOMEM. */
+llmsq_status spm_charsmap_parse(const uint8_t *blob, size_t size, const char *source, size_t offset,
+                                struct spm_charsmap **out);
+void spm_charsmap_free(struct spm_charsmap *m);
+/* The longest rule prefixing s[0..n): returns the bytes it consumes (0: no rule) and sets
+ * *rep to its NUL-terminated replacement. */
+size_t spm_charsmap_match(const struct spm_charsmap *m, const char *s, size_t n, const char **rep);
+
+/* ---- unigram (spm_unigram.c) ---------------------------------------------------------------- */
+
+/* Turns a freshly built piece table into a unigram model (t->ug). Errors: FORMAT (no
+ * unknown piece), NOMEM. */
+llmsq_status spm_unigram_init(llmsq_tokenizer *t, const char *source);
+void spm_unigram_free(struct spm_unigram *u);
+/* Viterbi over norm[0..n) (normalized text), appending ids to ids[*n_ids..] as
+ * SentencePieceProcessor::Encode does (byte fallback, runs of unknowns merged). ids must
+ * hold n more entries. Errors: NOMEM. */
+llmsq_status spm_unigram_encode(const llmsq_tokenizer *t, const char *norm, size_t n, int32_t *ids, size_t *n_ids);
 
 #endif /* LLMSQ_SPM_IMPL_H */

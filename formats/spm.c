@@ -70,6 +70,9 @@ void spm_free(llmsq_tokenizer *t)
     free(t->arena);
     free(t->unk_surface);
     free(t->htab);
+    spm_unigram_free(t->ug);
+    spm_charsmap_free(t->charsmap);
+    spm_charsmap_free(t->denorm);
     free(t);
 }
 
@@ -273,12 +276,30 @@ static size_t spm_user_prefix(const llmsq_tokenizer *t, const char *s, size_t n)
     return 0;
 }
 
-/* sentencepiece's Normalizer::NormalizePrefix without a charsmap: a user-defined piece,
- * one well-formed character, or U+FFFD for one malformed byte. */
-static size_t spm_chunk(const llmsq_tokenizer *t, const char *s, size_t n, const char **chunk,
-                        size_t *chunk_len)
+/* One normalizer: the normalizer_spec (user-defined pieces kept whole) or the
+ * denormalizer_spec (no prefix matcher, as in sentencepiece). */
+typedef struct spm_normalizer {
+    const llmsq_tokenizer     *t;
+    const llmsq_spm_options   *o;
+    const struct spm_charsmap *map;
+    bool                       user;
+} spm_normalizer;
+
+/* Normalizer::NormalizePrefix: a user-defined piece as is, else the longest charsmap rule,
+ * else one well-formed character as is, else U+FFFD for one malformed byte. Returns the
+ * input bytes consumed; *chunk[0..*chunk_len) is what they become. */
+static size_t spm_chunk(const spm_normalizer *nz, const char *s, size_t n, const char **chunk, size_t *chunk_len)
 {
-    size_t m = t->max_user_len ? spm_user_prefix(t, s, n) : 0;
+    size_t m = nz->user && nz->t->max_user_len ? spm_user_prefix(nz->t, s, n) : 0;
+    if (!m && nz->map) {
+        const char *rep;
+        m = spm_charsmap_match(nz->map, s, n, &rep);
+        if (m) {
+            *chunk = rep;
+            *chunk_len = strlen(rep);
+            return m;
+        }
+    }
     if (!m) m = spm_utf8_len((const uint8_t *)s, n);
     if (!m) {
         *chunk = "\xEF\xBF\xBD";
@@ -290,44 +311,67 @@ static size_t spm_chunk(const llmsq_tokenizer *t, const char *s, size_t n, const
     return m;
 }
 
-/* Normalizer::Normalize. Only ' ' counts as whitespace (other spaces, tabs and newlines
- * are whitespace only after an NFKC charsmap maps them to ' '). out holds 3*len+3 bytes. */
-static size_t spm_normalize(const llmsq_tokenizer *t, const char *in, size_t len, char *out)
+typedef struct spm_buf {
+    char  *p;
+    size_t n, cap;
+} spm_buf;
+
+static bool spm_reserve(spm_buf *b, size_t extra)
 {
-    const llmsq_spm_options *o = &t->opt;
+    if (b->n + extra + 1 <= b->cap) return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + extra + 1) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) return false;
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+static bool spm_put(spm_buf *b, const char *s, size_t n)
+{
+    if (!spm_reserve(b, n)) return false;
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return true;
+}
+
+/* Normalizer::Normalize, appending to out. Only ' ' counts as whitespace (other spaces,
+ * tabs and newlines are whitespace only after a charsmap maps them to ' '). A charsmap
+ * rule may grow the text by any factor, hence the growing buffer. */
+static bool spm_normalize(const spm_normalizer *nz, const char *in, size_t len, spm_buf *out)
+{
+    const llmsq_spm_options *o = nz->o;
     const char *c;
-    size_t cl, used, i = 0, n = 0;
-    if (len == 0) return 0;
+    size_t cl, used, i = 0;
+    if (len == 0) return true;
     if (o->remove_extra_whitespaces) {
         while (i < len) {
-            used = spm_chunk(t, in + i, len - i, &c, &cl);
+            used = spm_chunk(nz, in + i, len - i, &c, &cl);
             if (cl != 1 || c[0] != ' ') break;
             i += used;
         }
-        if (i == len) return 0;
+        if (i == len) return true;
     }
-    if (o->add_dummy_prefix) {
-        if (o->escape_whitespaces) {
-            memcpy(out, SPM_SPACE, SPM_SPACE_LEN);
-            n = SPM_SPACE_LEN;
-        } else {
-            out[n++] = ' ';
-        }
-    }
+    if (!spm_reserve(out, len - i + 3)) return false;
+    if (o->add_dummy_prefix &&
+        !spm_put(out, o->escape_whitespaces ? SPM_SPACE : " ", o->escape_whitespaces ? SPM_SPACE_LEN : 1))
+        return false;
     bool prev_space = o->remove_extra_whitespaces;
     while (i < len) {
-        used = spm_chunk(t, in + i, len - i, &c, &cl);
+        used = spm_chunk(nz, in + i, len - i, &c, &cl);
         while (prev_space && cl > 0 && c[0] == ' ') {
             c++;
             cl--;
         }
         if (cl > 0) {
+            if (!spm_reserve(out, 3 * cl)) return false;
             for (size_t k = 0; k < cl; k++) {
                 if (o->escape_whitespaces && c[k] == ' ') {
-                    memcpy(out + n, SPM_SPACE, SPM_SPACE_LEN);
-                    n += SPM_SPACE_LEN;
+                    memcpy(out->p + out->n, SPM_SPACE, SPM_SPACE_LEN);
+                    out->n += SPM_SPACE_LEN;
                 } else {
-                    out[n++] = c[k];
+                    out->p[out->n++] = c[k];
                 }
             }
             prev_space = c[cl - 1] == ' ';
@@ -340,9 +384,25 @@ static size_t spm_normalize(const llmsq_tokenizer *t, const char *in, size_t len
          * prefix of an all-U+2581 text) goes too, as in sentencepiece. */
         const char *sp = o->escape_whitespaces ? SPM_SPACE : " ";
         size_t sl = o->escape_whitespaces ? SPM_SPACE_LEN : 1;
-        while (n >= sl && memcmp(out + n - sl, sp, sl) == 0) n -= sl;
+        while (out->n >= sl && memcmp(out->p + out->n - sl, sp, sl) == 0) out->n -= sl;
     }
-    return n;
+    return true;
+}
+
+llmsq_status spm_normalize_text(const llmsq_tokenizer *t, const char *in, size_t len, char **out, size_t *out_len)
+{
+    LLMSQ_ASSERT(t && !t->hf && (in || len == 0) && out && out_len);
+    spm_normalizer nz = {t, &t->opt, t->charsmap, true};
+    spm_buf b = {0};
+    if (!spm_reserve(&b, 0) || !spm_normalize(&nz, in, len, &b)) {
+        free(b.p);
+        *out = NULL;
+        *out_len = 0;
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "tokenizer: out of memory normalizing %zu bytes", len);
+    }
+    *out = b.p;
+    *out_len = b.n;
+    return LLMSQ_OK;
 }
 
 /* ---- BPE ------------------------------------------------------------------------------- */
@@ -485,9 +545,29 @@ llmsq_status spm_encode(const llmsq_tokenizer *t, const char *text, size_t len, 
         return llmsq_error(LLMSQ_STATUS_ARG, "tokenizer: text of %zu bytes is too long to encode at once", len);
 
     spm_enc e = {.t = t};
-    char *norm = malloc(3 * len + 4);
-    if (!norm) return llmsq_error(LLMSQ_STATUS_NOMEM, "tokenizer: out of memory for %zu bytes of text", len);
-    size_t nlen = spm_normalize(t, text, len, norm);
+    char *norm;
+    size_t nlen;
+    LLMSQ_TRY(spm_normalize_text(t, text, len, &norm, &nlen));
+    if (nlen > INT32_MAX - 8) {
+        free(norm);
+        return llmsq_error(LLMSQ_STATUS_ARG, "tokenizer: text of %zu bytes normalizes to %zu, too long to encode at once",
+                           len, nlen);
+    }
+    if (t->ug) {
+        llmsq_status st = LLMSQ_OK;
+        e.ids = malloc((nlen + 2) * sizeof *e.ids);
+        if (!e.ids) st = llmsq_error(LLMSQ_STATUS_NOMEM, "tokenizer: out of memory encoding %zu bytes", len);
+        if (st == LLMSQ_OK && add_bos && t->opt.bos_id >= 0) e.ids[e.n_ids++] = t->opt.bos_id;
+        if (st == LLMSQ_OK) st = spm_unigram_encode(t, norm, nlen, e.ids, &e.n_ids);
+        free(norm);
+        if (st != LLMSQ_OK) {
+            free(e.ids);
+            return st;
+        }
+        *ids = e.ids;
+        *n_ids = e.n_ids;
+        return LLMSQ_OK;
+    }
     e.text = norm;
     e.sym = malloc((nlen + 1) * sizeof *e.sym);
     e.ids = malloc((nlen + 2) * sizeof *e.ids); /* at most one id per normalized byte, + BOS */
@@ -536,26 +616,6 @@ llmsq_status spm_encode(const llmsq_tokenizer *t, const char *text, size_t len, 
 }
 
 /* ---- decode ---------------------------------------------------------------------------- */
-
-typedef struct spm_buf {
-    char  *p;
-    size_t n, cap;
-} spm_buf;
-
-static bool spm_put(spm_buf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return false;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    return true;
-}
 
 /* A run of byte pieces: each well-formed character as is, each malformed byte as U+FFFD
  * (sentencepiece's ProcessBytePieces). */
@@ -627,6 +687,14 @@ llmsq_status spm_decode(const llmsq_tokenizer *t, const int32_t *ids, size_t n, 
     }
     ok = ok && spm_put_bytes(&out, bytes, n_bytes);
     free(bytes);
+    if (ok && t->denorm) {
+        /* sentencepiece runs the denormalizer's Normalize over the whole decoded text. */
+        spm_normalizer nz = {t, &t->denorm_opt, t->denorm, false};
+        spm_buf d = {0};
+        ok = spm_reserve(&d, 0) && spm_normalize(&nz, out.p, out.n, &d);
+        free(out.p);
+        out = d;
+    }
     if (!ok) {
         free(out.p);
         return llmsq_error(LLMSQ_STATUS_NOMEM, "tokenizer: out of memory decoding %zu ids", n);

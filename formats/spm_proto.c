@@ -127,10 +127,10 @@ typedef struct spm_proto {
     int32_t      model_type;
     bool         treat_ws_as_suffix;
     char        *unk_surface;
-    bool         has_charsmap, has_denorm_charsmap;
+    const uint8_t *charsmap[2]; /* normalizer, denormalizer; last occurrence wins, as in protobuf */
+    size_t       charsmap_len[2];
     bool         has_trainer, has_normalizer;
-    char         norm_name[64];
-    llmsq_spm_options opt;
+    llmsq_spm_options opt, denorm_opt;
 } spm_proto;
 
 static llmsq_status spm_read_piece(pb_reader *r, spm_proto *m)
@@ -229,16 +229,15 @@ static llmsq_status spm_read_normalizer(pb_reader *r, spm_proto *m, bool denorm)
         uint64_t v;
         LLMSQ_TRY(pb_key(r, &f, &wt));
         if (f == 0) return LLMSQ_OK;
-        if (f == 1 && wt == PB_LEN && !denorm) {
+        if (f == 2 && wt == PB_LEN) {
             LLMSQ_TRY(pb_len(r, &s, &n));
-            snprintf(m->norm_name, sizeof m->norm_name, "%.*s", (int)(n < 63 ? n : 63), (const char *)s);
-        } else if (f == 2 && wt == PB_LEN) {
-            LLMSQ_TRY(pb_len(r, &s, &n));
-            if (n > 0) *(denorm ? &m->has_denorm_charsmap : &m->has_charsmap) = true;
-        } else if (f >= 3 && f <= 5 && wt == PB_VARINT && !denorm) {
+            m->charsmap[denorm] = s;
+            m->charsmap_len[denorm] = n;
+        } else if (f >= 3 && f <= 5 && wt == PB_VARINT) {
             LLMSQ_TRY(pb_varint(r, &v));
-            bool *b = f == 3 ? &m->opt.add_dummy_prefix
-                    : f == 4 ? &m->opt.remove_extra_whitespaces : &m->opt.escape_whitespaces;
+            llmsq_spm_options *o = denorm ? &m->denorm_opt : &m->opt;
+            bool *b = f == 3 ? &o->add_dummy_prefix
+                    : f == 4 ? &o->remove_extra_whitespaces : &o->escape_whitespaces;
             *b = v != 0;
         } else {
             LLMSQ_TRY(pb_skip(r, f, wt, 0));
@@ -278,7 +277,8 @@ llmsq_status spm_load_buf(const char *data, size_t size, const char *path, llmsq
     LLMSQ_ASSERT((data || size == 0) && path && out);
     *out = NULL;
     if (!data) data = "";
-    spm_proto m = {.model_type = 1, .opt = llmsq_spm_default_options()};
+    spm_proto m = {.model_type = SPM_MODEL_UNIGRAM, .opt = llmsq_spm_default_options(),
+                   .denorm_opt = llmsq_spm_default_options()};
     pb_reader r = {(const uint8_t *)data, (const uint8_t *)data, (const uint8_t *)data + size, path};
     llmsq_status st = spm_read_model(&r, &m);
     if (st == LLMSQ_OK && m.n == 0)
@@ -288,17 +288,33 @@ llmsq_status spm_load_buf(const char *data, size_t size, const char *path, llmsq
     if (st == LLMSQ_OK && (!m.has_trainer || !m.has_normalizer))
         st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: SentencePiece model without %s (truncated at byte offset %zu?)",
                          path, m.has_trainer ? "normalizer_spec" : "trainer_spec", size);
-    if (st == LLMSQ_OK && m.model_type != 2)
-        st = llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: SentencePiece model type %d (%s) is not supported, only BPE (2)",
-                         path, (int)m.model_type,
-                         m.model_type == 1 ? "unigram" : m.model_type == 3 ? "word" : m.model_type == 4 ? "char" : "unknown");
-    if (st == LLMSQ_OK && (m.has_charsmap || m.has_denorm_charsmap))
+    if (st == LLMSQ_OK && m.model_type != SPM_MODEL_BPE && m.model_type != SPM_MODEL_UNIGRAM)
         st = llmsq_error(LLMSQ_STATUS_UNSUPPORTED,
-                         "%s: the %snormalizer has a precompiled charsmap (rule '%s'); only identity normalization is supported",
-                         path, m.has_charsmap ? "" : "de", m.norm_name);
+                         "%s: SentencePiece model type %d (%s) is not supported, only unigram (1) and BPE (2)", path,
+                         (int)m.model_type, m.model_type == SPM_MODEL_WORD ? "word"
+                                            : m.model_type == SPM_MODEL_CHAR ? "char" : "unknown");
     if (st == LLMSQ_OK && m.treat_ws_as_suffix)
         st = llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: treat_whitespace_as_suffix is not supported", path);
+    struct spm_charsmap *maps[2] = {NULL, NULL};
+    for (int k = 0; k < 2 && st == LLMSQ_OK; k++)
+        if (m.charsmap_len[k] > 0)
+            st = spm_charsmap_parse(m.charsmap[k], m.charsmap_len[k], path, (size_t)(m.charsmap[k] - r.base), &maps[k]);
     if (st == LLMSQ_OK) st = spm_build(m.n, m.piece, m.len, m.score, m.type, &m.opt, m.unk_surface, path, out);
+    if (st == LLMSQ_OK && m.model_type == SPM_MODEL_UNIGRAM) {
+        st = spm_unigram_init(*out, path);
+        if (st != LLMSQ_OK) {
+            llmsq_tokenizer_free(*out);
+            *out = NULL;
+        }
+    }
+    if (st == LLMSQ_OK) {
+        (*out)->charsmap = maps[0];
+        (*out)->denorm = maps[1];
+        (*out)->denorm_opt = m.denorm_opt;
+    } else {
+        spm_charsmap_free(maps[0]);
+        spm_charsmap_free(maps[1]);
+    }
 
     free(m.piece);
     free(m.len);
@@ -383,11 +399,29 @@ static void pb_put_msg(pb_writer *w, uint32_t field, pb_writer *sub)
 llmsq_status llmsq_spm_write(const char *path, int64_t n, const char *const *pieces,
                              const float *scores, const int32_t *types, const llmsq_spm_options *opt)
 {
-    LLMSQ_ASSERT(path && pieces);
+    return spm_write_model(path, n, pieces, scores, types, opt, SPM_MODEL_BPE, NULL, NULL, 0);
+}
+
+llmsq_status spm_write_model(const char *path, int64_t n, const char *const *pieces, const float *scores,
+                             const int32_t *types, const llmsq_spm_options *opt, int model_type,
+                             const char *norm_name, const void *charsmap, size_t charsmap_len)
+{
+    LLMSQ_ASSERT(path && pieces && (charsmap || charsmap_len == 0));
+    LLMSQ_ASSERT(model_type == SPM_MODEL_BPE || model_type == SPM_MODEL_UNIGRAM);
     llmsq_spm_options o = opt ? *opt : llmsq_spm_default_options();
     /* Only write what loads back: the same checks as a reader. */
     llmsq_tokenizer *check;
     LLMSQ_TRY(spm_build(n, pieces, NULL, scores, types, &o, NULL, path, &check));
+    llmsq_status vst = model_type == SPM_MODEL_UNIGRAM ? spm_unigram_init(check, path) : LLMSQ_OK;
+    if (vst == LLMSQ_OK && charsmap_len > 0) {
+        struct spm_charsmap *cm;
+        vst = spm_charsmap_parse(charsmap, charsmap_len, path, 0, &cm);
+        spm_charsmap_free(cm);
+    }
+    if (vst != LLMSQ_OK) {
+        llmsq_tokenizer_free(check);
+        return vst;
+    }
 
     pb_writer w = {0}, sub = {0};
     for (int64_t i = 0; i < n; i++) {
@@ -402,7 +436,7 @@ llmsq_status llmsq_spm_write(const char *path, int64_t n, const char *const *pie
     }
     llmsq_tokenizer_free(check);
 
-    pb_put_int(&sub, 3, 2); /* model_type BPE */
+    pb_put_int(&sub, 3, model_type);
     pb_put_int(&sub, 4, n); /* vocab_size */
     pb_put_int(&sub, 35, o.byte_fallback);
     pb_put_int(&sub, 40, o.unk_id);
@@ -411,7 +445,9 @@ llmsq_status llmsq_spm_write(const char *path, int64_t n, const char *const *pie
     pb_put_int(&sub, 43, o.pad_id);
     pb_put_msg(&w, 2, &sub);
 
-    pb_put_bytes(&sub, 1, "identity", 8);
+    if (!norm_name) norm_name = charsmap_len ? "user_defined" : "identity";
+    pb_put_bytes(&sub, 1, norm_name, strlen(norm_name));
+    if (charsmap_len) pb_put_bytes(&sub, 2, charsmap, charsmap_len);
     pb_put_int(&sub, 3, o.add_dummy_prefix);
     pb_put_int(&sub, 4, o.remove_extra_whitespaces);
     pb_put_int(&sub, 5, o.escape_whitespaces);

@@ -63,6 +63,15 @@ LLMSQ_API llmsq_calib_params llmsq_calib_default_params(void);
 LLMSQ_API llmsq_status llmsq_calib_sample(const llmsq_tokenizer *tok, const llmsq_dataset *d,
                                           const llmsq_calib_params *p, int32_t **tokens);
 
+/* Per-input-channel statistics of a linear's calibration inputs (AWQ, SmoothQuant, Wanda). */
+typedef struct llmsq_channel_stats {
+    int64_t n;        /* channels (in_features) */
+    int64_t rows;     /* tokens accumulated */
+    double *abs_sum;  /* [n] sum |x_j| (mean = abs_sum / rows) */
+    double *abs_max;  /* [n] max |x_j| */
+    double *sq_sum;   /* [n] sum x_j^2 (the squared L2 norm Wanda uses) */
+} llmsq_channel_stats;
+
 /* One linear handed to a pass. */
 typedef struct llmsq_linear_job {
     int64_t         layer;
@@ -72,6 +81,7 @@ typedef struct llmsq_linear_job {
     int64_t         out, in;
     double         *H;       /* [in, in] = 2/N sum x x^T over the calibration tokens; the pass may
                                 overwrite it; NULL when the pass does not need it */
+    const llmsq_channel_stats *stats; /* statistics of the same inputs; NULL unless requested */
 } llmsq_linear_job;
 
 /* A pass that rewrites linears, e.g. GPTQ: the runner observes the inputs it needs, calls
@@ -79,6 +89,7 @@ typedef struct llmsq_linear_job {
 typedef struct llmsq_calib_pass {
     const char *name;
     bool        needs_hessian;
+    bool        needs_channel_stats;
     /* false leaves the linear unchanged (ignore lists); NULL = every linear */
     bool (*wants)(void *user, const char *module);
     /* *out receives the new linear (the store takes it) */
@@ -87,7 +98,8 @@ typedef struct llmsq_calib_pass {
 } llmsq_calib_pass;
 
 /* Runs `pass` over every block, layer by layer: the calibration windows tokens
- * [nsamples * seqlen] enter block 0; each block is observed (Hessians), its linears
+ * [nsamples * seqlen] enter block 0; each block is observed (Hessians and/or channel
+ * statistics, accumulated in window order), its linears
  * rewritten, and it is run again with the new weights to produce the next block's inputs.
  * Only one block's weights stay converted to F32 (earlier blocks are unbound; rebind them
  * with llmsq_model_rebind_layer before evaluating). Passes without Hessians skip the
@@ -102,6 +114,11 @@ typedef struct llmsq_calib_plan {
     size_t block_scratch;   /* one block forward on one window (attention scores, MLP) */
     size_t hessians;        /* the Hessians alive at once (largest group) */
 } llmsq_calib_plan;
+
+/* Accumulates X [T, n] into the statistics (s->n == n); init/free allocate and release. */
+LLMSQ_API llmsq_status llmsq_channel_stats_init(llmsq_channel_stats *s, int64_t n);
+LLMSQ_API void         llmsq_channel_stats_add(llmsq_channel_stats *s, const float *X, int64_t T);
+LLMSQ_API void         llmsq_channel_stats_free(llmsq_channel_stats *s);
 
 LLMSQ_API void llmsq_calib_plan_bytes(const llmsq_config *c, const llmsq_calib_params *p,
                                       bool needs_hessian, llmsq_calib_plan *plan);

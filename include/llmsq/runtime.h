@@ -21,6 +21,9 @@ LLMSQ_API bool llmsq_is_quiet(void);
 /* Informational message on stderr ("llmsq: ...\n"), unless quiet. */
 LLMSQ_API void llmsq_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Warning on stderr ("llmsq: warning: ...\n"), printed even when quiet. */
+LLMSQ_API void llmsq_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* A progress bar on stderr, drawn only when stderr is a TTY and not quiet, at most ~10
  * times a second. update() may be called from any one thread at a time. */
 typedef struct llmsq_progress llmsq_progress;
