@@ -134,10 +134,33 @@ static llmsq_status rewrite(llmsq_model *m, int64_t l, const llmsq_linear_id *id
         if (pass->needs_hessian) LLMSQ_TRY(llmsq_hessian_finalize(&obs->h[in], &job.H));
         if (pass->needs_channel_stats) job.stats = &obs->cs[in];
         llmsq_qlinear *q = NULL;
-        llmsq_status st = pass->run(pass->user, &job, &q);
+        float *dense = NULL;
+        llmsq_status st;
+        if (pass->run_dense) {
+            dense = malloc((size_t)(job.out * job.in) * sizeof *dense);
+            if (!dense) {
+                free(job.H);
+                return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory", module);
+            }
+            memcpy(dense, W, (size_t)(job.out * job.in) * sizeof *dense);
+            st = pass->run_dense(pass->user, &job, dense, &q);
+        } else {
+            st = pass->run(pass->user, &job, &q);
+        }
         free(job.H);
-        if (st != LLMSQ_OK) return llmsq_error_prefix(st, "%s", module);
-        LLMSQ_TRY(llmsq_store_put_qlinear(s, wname, q));
+        if (st != LLMSQ_OK) {
+            free(dense);
+            llmsq_qlinear_free(q);
+            return llmsq_error_prefix(st, "%s", module);
+        }
+        if (q) {
+            free(dense);
+            LLMSQ_TRY(llmsq_store_put_qlinear(s, wname, q));
+        } else {
+            int64_t shape[2] = {job.out, job.in};
+            LLMSQ_ASSERT(dense);
+            LLMSQ_TRY(llmsq_store_put(s, wname, LLMSQ_DTYPE_F32, 2, shape, dense));
+        }
     }
     return llmsq_model_rebind_layer(m, l);
 }

@@ -423,7 +423,7 @@ START_TEST(test_stories_gptq)
     llmsq_config cfg;
     llmsq_store *s = open_copy(src, model, &cfg);
     llmsq_quant_params qp = {.bits = 4, .group_size = 32, .damp = 0.01, .block_size = 128};
-    llmsq_ckpt_write_params p = {LLMSQ_CKPT_GPTQ, model, &qp, true, "{\"flags\": {\"bits\": 4}}"};
+    llmsq_ckpt_write_params p = {.format = LLMSQ_CKPT_GPTQ, .source = model, .quant = &qp, .true_sequential = true, .manifest_json = "{\"flags\": {\"bits\": 4}}"};
 
     /* Every linear at 4 bits: down_proj (in 172) and gate/up (out 172) do not pack. */
     rtn_store(s, cfg.n_layers, 4, 32, false, false, false, 1);
@@ -506,7 +506,7 @@ START_TEST(test_stories_ct)
     char *dir = tu_tmpdir("qck_ct"), *model = pj(dir, "src"), *out = pj(dir, "out"), *out2 = pj(dir, "out2");
     llmsq_config cfg;
     llmsq_store *s = open_copy(src, model, &cfg);
-    llmsq_ckpt_write_params p = {LLMSQ_CKPT_COMPRESSED_TENSORS, model, NULL, false, "{\"flags\": {\"bits\": 4}}"};
+    llmsq_ckpt_write_params p = {.format = LLMSQ_CKPT_COMPRESSED_TENSORS, .source = model, .manifest_json = "{\"flags\": {\"bits\": 4}}"};
     rtn_store(s, cfg.n_layers, 4, 32, false, false, true, 4);
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     assert_model_equal(s, out);
@@ -611,7 +611,7 @@ START_TEST(test_bad_input)
     llmsq_store *s = small_store(dir, 1, &source);
     llmsq_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    llmsq_ckpt_write_params p = {LLMSQ_CKPT_GPTQ, source, NULL, true, NULL};
+    llmsq_ckpt_write_params p = {.format = LLMSQ_CKPT_GPTQ, .source = source, .true_sequential = true};
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     ck_assert_int_eq(import_dir(out), LLMSQ_OK);
 

@@ -94,6 +94,10 @@ typedef struct llmsq_calib_pass {
     bool (*wants)(void *user, const char *module);
     /* *out receives the new linear (the store takes it) */
     llmsq_status (*run)(void *user, const llmsq_linear_job *job, llmsq_qlinear **out);
+    /* Alternative for passes whose result is a dense weight (pruning): W_out [out, in] arrives
+     * as a copy of job->W; the pass rewrites it in place and the runner stores it (F32). When
+     * set, it is called instead of run; it may set *q to a quantized result instead. */
+    llmsq_status (*run_dense)(void *user, const llmsq_linear_job *job, float *W_out, llmsq_qlinear **q);
     void *user;
 } llmsq_calib_pass;
 

@@ -90,6 +90,13 @@ typedef struct llmsq_ckpt_write_params {
     bool        true_sequential;  /* recorded in the GPTQ quantization_config */
     const char *manifest_json;    /* a JSON object (flags, inputs, calibration) to which the writer adds
                                      "outputs": {file: sha256} and writes as manifest.json; NULL: none */
+    /* Sparsity (FORMATS.md 4.5, 4.7): the pruned linears (module names, e.g.
+     * "model.layers.0.mlp.down_proj") and how to store them. SPARSE_NONE: no sparsity_config. */
+    enum { LLMSQ_SPARSE_NONE = 0, LLMSQ_SPARSE_DENSE, LLMSQ_SPARSE_BITMASK, LLMSQ_SPARSE_24_BITMASK } sparse_format;
+    const char *const *sparse_modules;
+    size_t      n_sparse_modules;
+    int         sparse_n, sparse_m;  /* N:M of the pruned linears, 0:0 = unstructured */
+    double      global_sparsity;     /* recorded in sparsity_config */
 } llmsq_ckpt_write_params;
 
 /* Writes the store as a Hugging Face directory: every tensor with a quantized linear

@@ -9,6 +9,7 @@
 #include "llmsq/tokenizer.h"
 #include "llmsq/formats.h"
 #include "llmsq/quant.h"
+#include "llmsq/prune.h"
 #include "llmsq/calib.h"
 #include "llmsq/eval.h"
 #include "llmsq/backend.h"

@@ -1,0 +1,81 @@
+/*
+ * Pruning: magnitude, Wanda, SparseGPT and RIA; unstructured sparsity and N:M patterns.
+ *
+ * A pruned linear stays a dense F32 weight [out, in] with exact zeros where weights were
+ * removed (or, pruned and quantized together, a quantized linear whose removed entries have
+ * code == zero point). N:M means: in every group of M consecutive input columns of a row, at
+ * most N weights are nonzero (2:4 keeps 2 of every 4), groups starting at column 0; a last
+ * partial group (in % M != 0) keeps at most N as well.
+ *
+ * Scores (the papers' definitions), compared within each output row unless noted:
+ *   magnitude  |W_ij| (per row, as Wanda's baseline)
+ *   Wanda      |W_ij| * ||X_j||_2                       (Sun et al. 2023)
+ *   RIA        (|W_ij| / sum_k |W_ik| + |W_ij| / sum_k |W_kj|) * ||X_j||_2^a   (Zhang et al. 2024)
+ *   SparseGPT  OBS saliency w^2 / [H^-1]_jj with lazy block updates and adaptive masks per
+ *              block of 128 columns (Frantar & Alistarh 2023); the remaining weights are updated
+ *              to compensate, and may be quantized in the same sweep (joint sparse + quantized).
+ */
+#ifndef LLMSQ_PRUNE_H
+#define LLMSQ_PRUNE_H
+
+#include "llmsq/quant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum llmsq_prune_method {
+    LLMSQ_PRUNE_MAGNITUDE = 0,
+    LLMSQ_PRUNE_WANDA,
+    LLMSQ_PRUNE_SPARSEGPT,
+    LLMSQ_PRUNE_RIA
+} llmsq_prune_method;
+
+typedef struct llmsq_prune_params {
+    llmsq_prune_method method;
+    double  sparsity;     /* unstructured: fraction removed per row, range [0, 1); ignored for N:M */
+    int     nm_n, nm_m;   /* N:M pattern (keep N of M), 0:0 = unstructured; 0 < N < M <= 64 */
+    double  damp;         /* SparseGPT dampening, fraction of mean(diag H); default 0.01 */
+    int64_t block_size;   /* SparseGPT lazy-update and mask block; default 128 */
+    double  ria_alpha;    /* RIA activation exponent a; default 0.5 */
+    bool    ria_permute;  /* RIA channel permutation before N:M where it can be folded away */
+    bool    quantize;     /* SparseGPT only: quantize inside the sweep with `quant` */
+    llmsq_quant_params quant;
+} llmsq_prune_params;
+
+LLMSQ_API llmsq_prune_params llmsq_prune_default_params(void);
+
+/* Ranges: sparsity in [0, 1), N:M with 0 < N < M <= 64 (so 3:2 is an error), method known.
+ * Errors: ARG naming the field. */
+LLMSQ_API llmsq_status llmsq_prune_params_validate(const llmsq_prune_params *p);
+
+/* Magnitude, Wanda and RIA prune W [out, in] in place (no update of the kept weights).
+ * sq_norm [in] = sum over calibration tokens of x_j^2 (NULL for magnitude).
+ * Errors: ARG, NOMEM, NUMERIC (non-finite weight). */
+LLMSQ_API llmsq_status llmsq_prune_scored(float *W, int64_t out, int64_t in, const double *sq_norm,
+                                          const llmsq_prune_params *p);
+
+typedef struct llmsq_sparsegpt_stats {
+    double  damp_used;
+    int     damp_raises;
+    double  loss;       /* sum of the OBS errors */
+    double  seconds;
+} llmsq_sparsegpt_stats;
+
+/* SparseGPT of W [out, in] (pruned in place) with the Hessian H [in, in] (scratch). When
+ * p->quantize, *q receives the joint sparse + quantized linear (and W its dequantized
+ * values); else q may be NULL. Errors: ARG, NOMEM, NUMERIC. */
+LLMSQ_API llmsq_status llmsq_sparsegpt_prune(float *W, int64_t out, int64_t in, double *H,
+                                             const llmsq_prune_params *p, llmsq_qlinear **q,
+                                             llmsq_sparsegpt_stats *stats);
+
+/* Fraction of exact zeros in W [n]; and whether every row of W [out, in] satisfies N:M (the
+ * index of the first offending row in *bad_row, -1 when all do). */
+LLMSQ_API double llmsq_sparsity(const float *W, int64_t n);
+LLMSQ_API bool   llmsq_check_nm(const float *W, int64_t out, int64_t in, int n, int m, int64_t *bad_row);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LLMSQ_PRUNE_H */
