@@ -15,6 +15,7 @@ int llmsq_cmd_generate(int argc, char **argv);
 int llmsq_cmd_synth(int argc, char **argv);
 int llmsq_cmd_tokenize(int argc, char **argv);
 int llmsq_cmd_quantize(int argc, char **argv);
+int llmsq_cmd_prune(int argc, char **argv);
 
 /* Prints "llmsq <cmd>: error: <last error or status text>" and returns 1. */
 int cli_fail(const char *cmd, llmsq_status s);
@@ -25,6 +26,22 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* Parses a decimal integer in [lo, hi]; false (with a usage message) otherwise. */
 bool cli_parse_i64(const char *cmd, const char *flag, const char *s, int64_t lo, int64_t hi,
                    int64_t *out);
+
+/* A size like "512M", "2G", "64K" or bytes. */
+bool cli_parse_size(const char *s, size_t *out);
+
+/* false (and the error recorded) when `out` exists and is a non-empty directory. */
+bool cli_out_dir_ok(const char *out);
+
+/* sha256 of every regular file of a model (a directory's files, sorted, or the one file)
+ * into the JSON object obj (struct json_t from jansson). */
+struct json_t;
+llmsq_status cli_hash_inputs(const char *model, struct json_t *obj);
+
+/* Prints the actual sparsity of every block linear with exact zeros (and the overall share),
+ * when some linear is at least 10% zeros; release: drop each F32 view after reading it (not
+ * when a bound model still uses them). */
+llmsq_status cli_report_sparsity(llmsq_store *s, bool release);
 
 /* True when arg equals `--name` (and, for options with values, a value follows). */
 bool cli_is_help(const char *arg);

@@ -64,6 +64,10 @@ int llmsq_cmd_eval(int argc, char **argv)
     llmsq_model *m;
     llmsq_status st = llmsq_model_open(model, &m);
     if (st != LLMSQ_OK) return cli_fail("eval", st);
+    if (!json && (st = cli_report_sparsity(llmsq_model_store(m), false)) != LLMSQ_OK) {
+        llmsq_model_free(m);
+        return cli_fail("eval", st);
+    }
     llmsq_ppl_result r;
     st = llmsq_ppl_file(m, file, &p, &r);
     llmsq_model_free(m);

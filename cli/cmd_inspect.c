@@ -73,6 +73,11 @@ int llmsq_cmd_inspect(int argc, char **argv)
     for (int d = 0; d < LLMSQ_DTYPE_COUNT; d++)
         if (by_dtype[d]) printf(" %s:%lld", llmsq_dtype_info((llmsq_dtype)d)->name, (long long)by_dtype[d]);
     printf("\n");
+    if ((st = cli_report_sparsity(s, true)) != LLMSQ_OK) {
+        llmsq_store_destroy(s);
+        llmsq_tokenizer_free(tok);
+        return cli_fail("inspect", st);
+    }
     if (list) {
         for (size_t i = 0; i < llmsq_store_count(s); i++) {
             const llmsq_tensor *t = llmsq_store_at(s, i);

@@ -2,12 +2,10 @@
  * or GPTQ checkpoint with a manifest. */
 #include "cli/cli.h"
 
-#include <dirent.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static void help(FILE *f)
 {
@@ -34,25 +32,6 @@ static void help(FILE *f)
           "  --threads N          worker threads (default: all cores)\n"
           "  --quiet              no progress bar or per-linear report\n",
           f);
-}
-
-static bool parse_size(const char *s, size_t *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0) return false;
-    double mul = 1;
-    if (*end) {
-        switch (*end) {
-        case 'k': case 'K': mul = 1024.0; break;
-        case 'm': case 'M': mul = 1048576.0; break;
-        case 'g': case 'G': mul = 1073741824.0; break;
-        default: return false;
-        }
-        if (end[1] && strcasecmp(end + 1, "b") && strcasecmp(end + 1, "ib")) return false;
-    }
-    *out = (size_t)(v * mul);
-    return true;
 }
 
 /* Refuses, before any work, a linear the output format cannot store (FORMATS.md 2.3, 4.5). */
@@ -104,32 +83,6 @@ static llmsq_status check_format(llmsq_ckpt_format fmt, const llmsq_quant_params
 }
 
 static void mib(char *buf, size_t cap, size_t bytes) { snprintf(buf, cap, "%10.1f MiB", (double)bytes / 1048576.0); }
-
-/* sha256 of every regular file of a model (a directory's files, sorted, or the one file). */
-static llmsq_status hash_inputs(const char *model, json_t *obj)
-{
-    char hex[65];
-    if (!llmsq_is_dir(model)) {
-        LLMSQ_TRY(llmsq_sha256_file(model, hex));
-        json_object_set_new(obj, model, json_string(hex));
-        return LLMSQ_OK;
-    }
-    struct dirent **names;
-    int n = scandir(model, &names, NULL, alphasort);
-    if (n < 0) return llmsq_error(LLMSQ_STATUS_IO, "%s: cannot list the directory", model);
-    llmsq_status st = LLMSQ_OK;
-    for (int i = 0; i < n; i++) {
-        char *p = llmsq_path_join(model, names[i]->d_name);
-        if (st == LLMSQ_OK && names[i]->d_name[0] != '.' && llmsq_is_file(p)) {
-            st = llmsq_sha256_file(p, hex);
-            if (st == LLMSQ_OK) json_object_set_new(obj, names[i]->d_name, json_string(hex));
-        }
-        free(p);
-        free(names[i]);
-    }
-    free(names);
-    return st;
-}
 
 int llmsq_cmd_quantize(int argc, char **argv)
 {
@@ -184,7 +137,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
             cp.seed = (uint64_t)v;
             break;
         case O_MAXMEM:
-            if (!parse_size(optarg, &cp.max_memory))
+            if (!cli_parse_size(optarg, &cp.max_memory))
                 return cli_usage_error("quantize", "--max-memory expects a size like 512M or 2G, got '%s'", optarg);
             break;
         case O_IGNORE: ignore = optarg; break;
@@ -213,15 +166,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
     /* GPTQ v1 checkpoints cannot store an asymmetric zero point of 0 (FORMATS.md 2.4). */
     qp.zero_min_one = fmt == LLMSQ_CKPT_GPTQ && qp.grid == LLMSQ_QGRID_MINMAX;
     if (llmsq_quant_params_validate(&qp, 1 << 30) != LLMSQ_OK) return cli_usage_error("quantize", "%s", llmsq_last_error());
-    if (out && llmsq_is_dir(out)) {
-        DIR *dir = opendir(out);
-        struct dirent *e;
-        bool empty = true;
-        while (dir && (e = readdir(dir)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
-        if (dir) closedir(dir);
-        if (!empty) return cli_fail("quantize", llmsq_error(LLMSQ_STATUS_ARG, "%s: output directory exists and is not empty", out));
-    }
+    if (out && !cli_out_dir_ok(out)) return cli_fail("quantize", LLMSQ_STATUS_ARG);
     llmsq_threads_set((int)threads);
     cp.progress = !llmsq_is_quiet();
 
@@ -321,7 +266,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
     }
     json_object_set_new(manifest, "flags", flags);
     json_object_set_new(manifest, "inputs", inputs);
-    if ((st = hash_inputs(model, inputs)) != LLMSQ_OK) goto fail;
+    if ((st = cli_hash_inputs(model, inputs)) != LLMSQ_OK) goto fail;
 
     if (qm == LLMSQ_QUANT_GPTQ) {
         if (!llmsq_model_tokenizer(m)) {

@@ -14,6 +14,7 @@ static const struct {
     {"eval", llmsq_cmd_eval, "perplexity of a model on a text file under a named protocol"},
     {"generate", llmsq_cmd_generate, "greedy text generation"},
     {"quantize", llmsq_cmd_quantize, "quantize a model (RTN, GPTQ) into a compressed-tensors or GPTQ checkpoint"},
+    {"prune", llmsq_cmd_prune, "prune a model (magnitude, Wanda, SparseGPT, RIA; unstructured or N:M)"},
     {"synth", llmsq_cmd_synth, "write a synthetic model with the shapes of a real one"},
     {"tokenize", llmsq_cmd_tokenize, "text on stdin to token ids with a model's tokenizer"},
 };

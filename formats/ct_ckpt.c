@@ -3,6 +3,7 @@
  * weight_g_idx. compressed-tensors keeps signed codes and zero points and stores them plus
  * 2^(b-1), which is exactly our unsigned code and zero point, so no offset is applied here. */
 #include "formats/qpack.h"
+#include "formats/sparse_ckpt.h"
 
 #include <regex.h>
 #include <stdio.h>
@@ -369,6 +370,112 @@ fail:
     return st;
 }
 
+/* ---- sparsity_config (FORMATS.md 4.7) --------------------------------------------------------------- */
+
+static llmsq_status parse_sparsity(const char *path, const json_t *sp, const char **spf, int *n, int *m)
+{
+    *spf = NULL;
+    *n = *m = 0;
+    if (!sp || json_is_null(sp)) return LLMSQ_OK;
+    if (!json_is_object(sp))
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: compressed-tensors sparsity_config is not an object", path);
+    if (json_object_size(sp) == 0) return LLMSQ_OK;
+    const json_t *jf = json_object_get(sp, "format");
+    const char *f = json_string_value(jf);
+    if (!f)
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: compressed-tensors sparsity_config has no \"format\" string", path);
+    if (strcmp(f, "dense") != 0 && strcmp(f, "sparse-bitmask") != 0 && strcmp(f, "sparse-24-bitmask") != 0)
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: compressed-tensors sparsity format \"%s\" is not supported "
+                           "(dense, sparse-bitmask, sparse-24-bitmask)", path, f);
+    const json_t *js = json_object_get(sp, "sparsity_structure");
+    if (js && !json_is_null(js) && !json_is_string(js))
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: compressed-tensors sparsity_config.sparsity_structure is not a "
+                           "string", path);
+    if (!llmsq_sparse_parse_structure(json_string_value(js), n, m))
+        return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: compressed-tensors sparsity_structure \"%s\" is neither N:M "
+                           "(0 < N < M <= 64) nor \"unstructured\"", path, json_string_value(js));
+    for (const char *key = "targets"; key; key = strcmp(key, "targets") == 0 ? "ignore" : NULL) {
+        const json_t *a = json_object_get(sp, key), *v;
+        size_t i;
+        if (a && !json_is_null(a) && !json_is_array(a))
+            return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: compressed-tensors sparsity_config.%s is not a list", path, key);
+        json_array_foreach(a, i, v) if (!json_is_string(v))
+            return llmsq_error(LLMSQ_STATUS_FORMAT, "%s: compressed-tensors sparsity_config.%s[%zu] is not a string",
+                               path, key, i);
+    }
+    *spf = f;
+    return LLMSQ_OK;
+}
+
+/* Whether a Linear module matches a target list: its name, a "re:" regex, or "Linear". */
+static llmsq_status list_matches(const char *path, const json_t *list, const char *module, bool *hit)
+{
+    size_t i;
+    const json_t *v;
+    *hit = false;
+    json_array_foreach(list, i, v) {
+        const char *t = json_string_value(v);
+        if (strcmp(t, module) == 0 || strcmp(t, "Linear") == 0) *hit = true;
+        else if (strncmp(t, "re:", 3) == 0) LLMSQ_TRY(py_re_match(path, t + 3, module, hit));
+        if (*hit) return LLMSQ_OK;
+    }
+    return LLMSQ_OK;
+}
+
+typedef struct f32_rows {
+    const float *w;
+} f32_rows;
+
+static bool f32_nz(const void *ctx, int64_t i) { return ((const f32_rows *)ctx)->w[i] != 0.0f; }
+
+/* Every targeted linear (dense, decoded from a bitmask, or quantized: through its F32 view, one
+ * at a time) keeps the recorded N:M structure. */
+static llmsq_status verify_nm(llmsq_store *s, const char *path, const json_t *sp, int n, int m)
+{
+    const json_t *targets = json_object_get(sp, "targets"), *ignore = json_object_get(sp, "ignore");
+    json_t *linear = NULL;
+    if (!json_is_array(targets)) targets = linear = json_pack("[s]", "Linear");
+    char **names;
+    size_t cnt;
+    llmsq_status st = targets ? llmsq_qckpt_names(s, ".weight", &names, &cnt)
+                              : llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    if (st != LLMSQ_OK) {
+        json_decref(linear);
+        return st;
+    }
+    for (size_t i = 0; i < cnt && st == LLMSQ_OK; i++) {
+        const llmsq_tensor *t = llmsq_store_get(s, names[i]);
+        if (t->ndim != 2 || strstr(names[i], "embed")) continue;
+        size_t len = strlen(names[i]);
+        names[i][len - 7] = '\0';
+        bool hit = false, ign = false;
+        st = list_matches(path, targets, names[i], &hit);
+        if (st == LLMSQ_OK && hit && json_is_array(ignore)) st = list_matches(path, ignore, names[i], &ign);
+        names[i][len - 7] = '.';
+        if (st != LLMSQ_OK || !hit || ign) continue;
+        const float *W;
+        if ((st = llmsq_store_get_f32(s, names[i], &W)) != LLMSQ_OK) break;
+        f32_rows ctx = {W};
+        int64_t row, col;
+        if (!llmsq_sparse_nm_check(f32_nz, &ctx, t->shape[0], t->shape[1], n, m, &row, &col)) {
+            char from[600] = "";
+            const char *sfx = ".weight";
+            snprintf(from, sizeof from, "%.*s.bitmask", (int)(len - strlen(sfx)), names[i]);
+            bool decoded = llmsq_store_get(s, from) != NULL;
+            snprintf(from, sizeof from, "%s", t->qlinear ? " (quantized: codes equal to the zero point are zeros)"
+                                              : decoded ? " (decoded from its sparse bitmask)" : "");
+            st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tensor '%s'%s breaks the %d:%d sparsity of sparsity_config: row "
+                             "%lld, columns %lld..%lld hold more than %d nonzeros", path, names[i], from, n, m,
+                             (long long)row, (long long)col, (long long)(col + m - 1 < t->shape[1] ? col + m - 1
+                                                                                                   : t->shape[1] - 1), n);
+        }
+        llmsq_store_release_f32(s, names[i]);
+    }
+    llmsq_qckpt_free_names(names, cnt);
+    json_decref(linear);
+    return st;
+}
+
 llmsq_status llmsq_ct_import(llmsq_store *s, const json_t *qc, const char *path)
 {
     json_t *tc = json_object_get(qc, "transform_config");
@@ -376,10 +483,9 @@ llmsq_status llmsq_ct_import(llmsq_store *s, const json_t *qc, const char *path)
         return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: compressed-tensors transform_config (online rotations) is "
                            "not supported", path);
     json_t *sp = json_object_get(qc, "sparsity_config");
-    const char *spf = json_string_value(json_object_get(sp, "format"));
-    if (spf && strcmp(spf, "dense") != 0)
-        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: compressed-tensors sparsity format \"%s\" is not supported",
-                           path, spf);
+    const char *spf = NULL;
+    int nm_n = 0, nm_m = 0;
+    LLMSQ_TRY(parse_sparsity(path, sp, &spf, &nm_n, &nm_m));
     const char *top = json_string_value(json_object_get(qc, "format"));
     json_t *cg = json_object_get(qc, "config_groups");
     if (cg && !json_is_object(cg))
@@ -409,6 +515,8 @@ llmsq_status llmsq_ct_import(llmsq_store *s, const json_t *qc, const char *path)
     if (st == LLMSQ_OK && ng == 0 && top && strcmp(top, "dense") != 0)
         st = llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: compressed-tensors format \"%s\" without config_groups is not "
                          "supported", path, top);
+    /* The bitmask compressors replace "<m>.weight": rebuild it before anything looks for it. */
+    if (st == LLMSQ_OK && spf) st = llmsq_sparse_import(s, spf, path);
     if (st != LLMSQ_OK || (st = llmsq_qckpt_names(s, ".weight_packed", &names, &n)) != LLMSQ_OK) goto out;
     for (size_t i = 0; i < n && st == LLMSQ_OK; i++) {
         names[i][strlen(names[i]) - strlen(".weight_packed")] = '\0';
@@ -420,6 +528,7 @@ llmsq_status llmsq_ct_import(llmsq_store *s, const json_t *qc, const char *path)
         else
             st = import_one(s, path, g, names[i]);
     }
+    if (st == LLMSQ_OK && nm_m > 0) st = verify_nm(s, path, sp, nm_n, nm_m);
 out:
     if (names) llmsq_qckpt_free_names(names, n);
     free(keys);

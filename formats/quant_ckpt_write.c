@@ -3,6 +3,7 @@
  * quantization_config, tokenizer files, and a manifest with the sha256 of every output. */
 #include "formats/qpack.h"
 #include "formats/safetensors_write.h"
+#include "formats/sparse_ckpt.h"
 #include "llmsq/runtime.h"
 
 #include <dirent.h>
@@ -29,6 +30,8 @@ typedef struct wdesc {
     const llmsq_tensor *src; /* a tensor written unchanged (or widened to F32), else NULL */
     const llmsq_qlinear *q;  /* the linear a packed tensor stands for */
     llmsq_qckpt_tensor  pt;
+    const llmsq_tensor *sw;  /* the dense weight a sparse tensor stands for (sp), else NULL */
+    llmsq_sparse_tensor sp;
     uint32_t            shard;
 } wdesc;
 
@@ -39,6 +42,12 @@ typedef struct plan {
     json_t *ignore;    /* compressed-tensors: the Linear modules left in float */
     json_t *in_block;  /* GPTQ modules_in_block_to_quantize, NULL when every block linear is quantized */
     bool    lm_head_q; /* lm_head is quantized */
+    size_t  nq;        /* quantized linears */
+    int     sp_fmt;    /* sparsity format written (LLMSQ_SPARSE_*); NONE: no sparsity_config */
+    char  **sp_mods;   /* the pruned modules, sorted, unique */
+    size_t  n_sp;
+    int     sp_n, sp_m;
+    json_t *sp_cfg;    /* the sparsity_config object */
     char  **files;     /* outputs written so far, relative to the directory */
     size_t  n_files, cap_files;
 } plan;
@@ -235,6 +244,137 @@ static llmsq_status linear_modules(const llmsq_store *s, const llmsq_config *cfg
     return st;
 }
 
+/* ---- sparsity (FORMATS.md 4.5, 4.7) ---------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool is_sparse_module(const plan *pl, const char *module)
+{
+    return pl->n_sp && bsearch(&module, pl->sp_mods, pl->n_sp, sizeof *pl->sp_mods, cmp_str) != NULL;
+}
+
+typedef struct nz_ctx {
+    const llmsq_tensor  *t;
+    const llmsq_qlinear *q;
+} nz_ctx;
+
+/* A quantized weight is zero where its code equals the zero point (or the scale is zero). */
+static bool nz_elem(const void *ctx, int64_t i)
+{
+    const nz_ctx *c = ctx;
+    if (!c->q) return llmsq_sparse_nonzero(c->t, i);
+    const llmsq_qlinear *q = c->q;
+    int64_t o = i / q->in, g = o * q->n_groups + llmsq_qlinear_group(q, i % q->in);
+    return q->codes[i] != q->zeros[g] && q->scales[g] != 0.0f;
+}
+
+/* The sparse modules exist, are linears, keep their N:M; the sparsity_config block. */
+static llmsq_status plan_sparse(plan *pl, const llmsq_store *s, const llmsq_config *cfg, const llmsq_ckpt_write_params *p)
+{
+    const int fmt = p->sparse_format;
+    if (fmt == LLMSQ_SPARSE_NONE) return LLMSQ_OK;
+    if (!llmsq_sparse_format_name(fmt))
+        return llmsq_error(LLMSQ_STATUS_ARG, "sparse_format %d is not a sparsity format", fmt);
+    if (p->format != LLMSQ_CKPT_COMPRESSED_TENSORS)
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "GPTQ checkpoints cannot record sparsity (no sparsity_config): "
+                           "write compressed-tensors");
+    int n = p->sparse_n, m = p->sparse_m;
+    if (!((n == 0 && m == 0) || (n > 0 && n < m && m <= 64)))
+        return llmsq_error(LLMSQ_STATUS_ARG, "sparsity %d:%d is not N:M with 0 < N < M <= 64 (nor 0:0, unstructured)",
+                           n, m);
+    if (fmt == LLMSQ_SPARSE_24_BITMASK && m && !(n == 2 && m == 4))
+        return llmsq_error(LLMSQ_STATUS_ARG, "sparse-24-bitmask stores 2:4 sparsity, not %d:%d (use sparse-bitmask or "
+                           "dense)", n, m);
+    if (fmt == LLMSQ_SPARSE_24_BITMASK) n = 2, m = 4;
+    if (!(p->global_sparsity >= 0 && p->global_sparsity <= 1))
+        return llmsq_error(LLMSQ_STATUS_ARG, "global_sparsity %g is outside [0, 1]", p->global_sparsity);
+    if (p->n_sparse_modules == 0 || !p->sparse_modules)
+        return llmsq_error(LLMSQ_STATUS_ARG, "sparse_format %s but no sparse module listed", llmsq_sparse_format_name(fmt));
+    pl->sp_n = n;
+    pl->sp_m = m;
+    if (!(pl->sp_mods = calloc(p->n_sparse_modules, sizeof *pl->sp_mods)))
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    for (size_t i = 0; i < p->n_sparse_modules; i++) {
+        if (!p->sparse_modules[i]) return llmsq_error(LLMSQ_STATUS_ARG, "sparse_modules[%zu] is NULL", i);
+        if (!(pl->sp_mods[pl->n_sp] = strdup(p->sparse_modules[i]))) return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+        pl->n_sp++;
+    }
+    qsort(pl->sp_mods, pl->n_sp, sizeof *pl->sp_mods, cmp_str);
+    size_t k = 0; /* drop duplicates */
+    for (size_t i = 0; i < pl->n_sp; i++) {
+        if (k && strcmp(pl->sp_mods[k - 1], pl->sp_mods[i]) == 0) {
+            free(pl->sp_mods[i]);
+            continue;
+        }
+        pl->sp_mods[k++] = pl->sp_mods[i];
+    }
+    pl->n_sp = k;
+    /* The bitmask compressors replace m.weight, which pack-quantized linears do not have
+     * (FORMATS.md 4.5): with any quantized linear the weights stay as they are and only
+     * sparsity_config says they are sparse. */
+    pl->sp_fmt = fmt;
+    if (pl->nq && fmt != LLMSQ_SPARSE_DENSE) {
+        llmsq_log("sparsity: %s requested but the checkpoint holds pack-quantized linears; writing sparsity_config "
+                  "format \"dense\" (the bitmask compressors replace m.weight, which pack-quantized does not have)",
+                  llmsq_sparse_format_name(fmt));
+        pl->sp_fmt = LLMSQ_SPARSE_DENSE;
+    }
+    bool lm_head = false;
+    for (size_t i = 0; i < pl->n_sp; i++) {
+        char name[512];
+        const char *mod = pl->sp_mods[i];
+        snprintf(name, sizeof name, "%s.weight", mod);
+        const llmsq_tensor *t = llmsq_store_get(s, name);
+        if (!t || t->ndim != 2 || strstr(mod, "embed"))
+            return llmsq_error(LLMSQ_STATUS_ARG, "sparse module %s: %s", mod, !t ? "no such weight in the model (expected "
+                               "a module name such as model.layers.0.mlp.down_proj)" : "not a Linear weight");
+        if (strcmp(mod, "lm_head") == 0) {
+            if (cfg->tie_embeddings)
+                return llmsq_error(LLMSQ_STATUS_ARG, "sparse module lm_head is tied to the embeddings and is not written");
+            lm_head = true;
+        }
+        if (!t->qlinear && !(t->dtype == LLMSQ_DTYPE_F32 || t->dtype == LLMSQ_DTYPE_F16 || t->dtype == LLMSQ_DTYPE_BF16))
+            return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "sparse module %s: weight dtype %s (F32, F16, BF16 or a "
+                               "quantized linear)", mod, llmsq_dtype_info(t->dtype)->name);
+        nz_ctx c = {t, t->qlinear};
+        int64_t row, col;
+        if (m && !llmsq_sparse_nm_check(nz_elem, &c, t->shape[0], t->shape[1], n, m, &row, &col))
+            return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s is not %d:%d sparse: row %lld, columns %lld..%lld hold more "
+                               "than %d nonzeros", name, n, m, (long long)row, (long long)col,
+                               (long long)(col + m - 1 < t->shape[1] ? col + m - 1 : t->shape[1] - 1), n);
+    }
+    /* targets: "Linear" when every block linear (and nothing else but maybe lm_head) is sparse. */
+    bool all = true;
+    for (size_t i = 0; i < llmsq_store_count(s) && all; i++) {
+        const llmsq_tensor *t = llmsq_store_at(s, i);
+        size_t len = strlen(t->name);
+        if (t->ndim != 2 || strncmp(t->name, "model.layers.", 13) != 0 || !ends_with(t->name, ".weight") ||
+            strstr(t->name, "embed"))
+            continue;
+        char mod[512];
+        snprintf(mod, sizeof mod, "%.*s", (int)(len - 7), t->name);
+        all = is_sparse_module(pl, mod);
+    }
+    json_t *targets = json_array(), *ignore = json_array();
+    bool oom = !targets || !ignore;
+    if (all && !oom) oom = json_array_append_new(targets, json_string("Linear")) != 0;
+    for (size_t i = 0; !all && !oom && i < pl->n_sp; i++) oom = json_array_append_new(targets, json_string(pl->sp_mods[i])) != 0;
+    if (!lm_head && !oom) oom = json_array_append_new(ignore, json_string("lm_head")) != 0;
+    char structure[32];
+    if (m) snprintf(structure, sizeof structure, "%d:%d", n, m);
+    else snprintf(structure, sizeof structure, "unstructured");
+    if (!oom)
+        pl->sp_cfg = json_pack("{s:s, s:o, s:o, s:f, s:s}", "format", llmsq_sparse_format_name(pl->sp_fmt), "targets",
+                               targets, "ignore", ignore, "global_sparsity", p->global_sparsity, "sparsity_structure",
+                               structure);
+    else
+        json_decref(targets), json_decref(ignore);
+    return pl->sp_cfg ? LLMSQ_OK : llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+}
+
 /* ---- tensor descriptors ------------------------------------------------------------------------ */
 
 static wdesc *add_desc(plan *pl)
@@ -261,6 +401,14 @@ static bool stale_packed(const llmsq_store *s, const char *name)
         char buf[512];
         snprintf(buf, sizeof buf, "%.*s.weight", (int)(n - k - 1), name);
         if (llmsq_store_get_qlinear(s, buf)) return true;
+    }
+    /* ... and the bitmask tensors of an imported sparse checkpoint, rebuilt as "<m>.weight". */
+    for (const char *const *suf = llmsq_sparse_suffixes; *suf; suf++) {
+        size_t n = strlen(name), k = strlen(*suf);
+        if (n <= k + 1 || name[n - k - 1] != '.' || strcmp(name + n - k, *suf) != 0) continue;
+        char buf[512];
+        snprintf(buf, sizeof buf, "%.*s.weight", (int)(n - k - 1), name);
+        if (llmsq_store_get(s, buf)) return true;
     }
     return false;
 }
@@ -295,6 +443,34 @@ static llmsq_status build_descs(const llmsq_store *s, const llmsq_config *cfg, p
             continue;
         }
         if ((cfg->tie_embeddings && strcmp(t->name, "lm_head.weight") == 0) || stale_packed(s, t->name)) continue;
+        if ((pl->sp_fmt == LLMSQ_SPARSE_BITMASK || pl->sp_fmt == LLMSQ_SPARSE_24_BITMASK) && ends_with(t->name, ".weight")) {
+            char mod[512];
+            snprintf(mod, sizeof mod, "%.*s", (int)(strlen(t->name) - 7), t->name);
+            if (is_sparse_module(pl, mod)) {
+                llmsq_sparse_tensor spt[LLMSQ_SPARSE_MAX_TENSORS];
+                int k;
+                LLMSQ_TRY(llmsq_sparse_tensors(pl->sp_fmt, t, spt, &k));
+                for (int j = 0; j < k; j++) {
+                    wdesc *d = add_desc(pl);
+                    char *name = malloc(strlen(mod) + strlen(spt[j].suffix) + 2);
+                    if (!d || !name) {
+                        free(name);
+                        if (d) pl->n--;
+                        return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+                    }
+                    sprintf(name, "%s.%s", mod, spt[j].suffix);
+                    d->t.name = name;
+                    d->t.dtype = spt[j].dtype;
+                    d->t.ndim = spt[j].ndim;
+                    d->t.shape[0] = spt[j].shape[0];
+                    d->t.shape[1] = spt[j].shape[1];
+                    d->t.nbytes = spt[j].nbytes;
+                    d->sw = t;
+                    d->sp = spt[j];
+                }
+                continue;
+            }
+        }
         wdesc *d = add_desc(pl);
         if (!d) return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
         d->t = *t;
@@ -312,8 +488,11 @@ static llmsq_status build_descs(const llmsq_store *s, const llmsq_config *cfg, p
 static void free_plan(plan *pl)
 {
     for (size_t i = 0; i < pl->n; i++)
-        if (pl->d[i].q) free(pl->d[i].t.name);
+        if (pl->d[i].q || pl->d[i].sw) free(pl->d[i].t.name);
     free(pl->d);
+    for (size_t i = 0; i < pl->n_sp; i++) free(pl->sp_mods[i]);
+    free(pl->sp_mods);
+    json_decref(pl->sp_cfg);
     for (size_t i = 0; i < pl->n_files; i++) free(pl->files[i]);
     free(pl->files);
     json_decref(pl->ignore);
@@ -343,6 +522,12 @@ static llmsq_status emit(void *ctx, const llmsq_tensor *t, llmsq_st_out *o)
         if (!buf) return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory (%zu bytes)", t->name, t->nbytes);
         st = e->pl->sc.format == LLMSQ_CKPT_GPTQ ? llmsq_gptq_fill(&e->pl->sc, d->q, &d->pt, buf)
                                                  : llmsq_ct_fill(&e->pl->sc, d->q, &d->pt, buf);
+        if (st == LLMSQ_OK) st = llmsq_st_out_write(o, buf, t->nbytes);
+        free(buf);
+    } else if (d->sw) {
+        void *buf = malloc(t->nbytes ? t->nbytes : 1);
+        if (!buf) return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory (%zu bytes)", t->name, t->nbytes);
+        st = llmsq_sparse_fill(e->pl->sp_fmt, d->sw, &d->sp, buf);
         if (st == LLMSQ_OK) st = llmsq_st_out_write(o, buf, t->nbytes);
         free(buf);
     } else if (d->t.dtype == d->src->dtype) {
@@ -524,9 +709,16 @@ static llmsq_status write_configs(plan *pl, const char *dir, const llmsq_store *
                          root ? "not an object" : jerr.text);
         goto out;
     }
-    qc = pl->sc.format == LLMSQ_CKPT_GPTQ
-             ? llmsq_gptq_config(&pl->sc, p->quant, p->true_sequential, pl->lm_head_q, pl->in_block)
-             : llmsq_ct_config(&pl->sc, pl->ignore);
+    qc = pl->sc.format == LLMSQ_CKPT_GPTQ ? llmsq_gptq_config(&pl->sc, p->quant, p->true_sequential, pl->lm_head_q, pl->in_block)
+         : pl->nq ? llmsq_ct_config(&pl->sc, pl->ignore)
+                  /* sparse only (FORMATS.md 4.7): still compressed-tensors, no config group */
+                  : json_pack("{s:s, s:s, s:s, s:n, s:O, s:n, s:{}}", "quant_method", "compressed-tensors", "format",
+                              "dense", "quantization_status", "compressed", "global_compression_ratio", "ignore",
+                              json_object_get(pl->sp_cfg, "ignore"), "kv_cache_scheme", "config_groups");
+    if (qc && pl->sp_cfg && json_object_set(qc, "sparsity_config", pl->sp_cfg) != 0) {
+        json_decref(qc);
+        qc = NULL;
+    }
     if (!qc || json_object_set(root, "quantization_config", qc) != 0) {
         st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
         goto out;
@@ -635,8 +827,9 @@ static llmsq_status check_out_dir(const char *dir)
     return LLMSQ_OK;
 }
 
-static llmsq_status plan_store(plan *pl, const llmsq_store *s, const llmsq_config *cfg, llmsq_ckpt_format fmt)
+static llmsq_status plan_store(plan *pl, const llmsq_store *s, const llmsq_config *cfg, const llmsq_ckpt_write_params *p)
 {
+    const llmsq_ckpt_format fmt = p->format;
     size_t nq = 0, total = llmsq_store_count(s);
     qent *e = malloc((total ? total : 1) * sizeof *e);
     if (!e) return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
@@ -649,11 +842,15 @@ static llmsq_status plan_store(plan *pl, const llmsq_store *s, const llmsq_confi
         if (!ends_with(e[i].name, ".weight") || strlen(e[i].name) == 7)
             st = llmsq_error(LLMSQ_STATUS_ARG, "quantized tensor '%s' is not named \"<module>.weight\"", e[i].name);
     qsort(e, nq, sizeof *e, cmp_qent);
-    if (st == LLMSQ_OK && nq == 0) st = llmsq_error(LLMSQ_STATUS_ARG, "the store holds no quantized linear to write");
-    if (st == LLMSQ_OK) st = derive_scheme(fmt, e, nq, &pl->sc);
-    if (st == LLMSQ_OK) st = check_all(&pl->sc, e, nq);
+    pl->nq = nq;
+    pl->sc.format = fmt;
+    if (st == LLMSQ_OK && nq == 0 && p->sparse_format == LLMSQ_SPARSE_NONE)
+        st = llmsq_error(LLMSQ_STATUS_ARG, "the store holds no quantized linear to write (and no sparsity was requested)");
+    if (st == LLMSQ_OK && nq) st = derive_scheme(fmt, e, nq, &pl->sc);
+    if (st == LLMSQ_OK && nq) st = check_all(&pl->sc, e, nq);
     free(e);
     if (st == LLMSQ_OK) st = linear_modules(s, cfg, pl);
+    if (st == LLMSQ_OK) st = plan_sparse(pl, s, cfg, p);
     if (st == LLMSQ_OK) st = build_descs(s, cfg, pl);
     return st;
 }
@@ -678,7 +875,7 @@ llmsq_status llmsq_qckpt_write_sharded(const char *out_dir, const llmsq_store *s
     plan pl;
     memset(&pl, 0, sizeof pl);
     char *tmpdir = NULL;
-    llmsq_status st = plan_store(&pl, s, cfg, p->format);
+    llmsq_status st = plan_store(&pl, s, cfg, p);
     if (st != LLMSQ_OK) goto out;
 
     size_t n = strlen(out_dir);

@@ -10,7 +10,7 @@
  *      sub-block of SUB columns, by a GEMM to the rest of the block of block_size columns,
  *      and by one GEMM per block to the columns after it (see sweep()).
  *
- * Choices the reference code leaves open, and why:
+ * Choices the reference code leaves open, and why (the factorization lives in quant/hinv.c):
  *  - U without H^-1: with J the column reversal, J H J = L L^T gives H = R R^T with R = J L J
  *    upper, so U = R^-1 = J L^-1 J. One Cholesky and one triangular inverse (2n^3/3 flops)
  *    replace the reference's Cholesky, inverse and second Cholesky (4n^3/3), and the same
@@ -31,9 +31,11 @@
  *    RTN's perplexity gap to fp32 against the reference's 51%.
  *  - Dampening raise: when the Cholesky meets a non-positive pivot (or the inverse is not
  *    finite), damp is multiplied by 10 and the factorization restarts from the original H,
- *    at most MAX_RAISES times; stats report the final fraction and the number of raises.
+ *    at most LLMSQ_HINV_MAX_RAISES times (quant/hinv.c, shared with SparseGPT); stats report the
+ *    final fraction and the number of raises.
  */
 #include "quant/grid.h"
+#include "quant/hinv.h"
 
 #include "llmsq/runtime.h"
 
@@ -45,10 +47,8 @@
 #include <string.h>
 
 enum {
-    NB = 128,       /* factorization tile edge */
     ROWS_MAX = 128, /* rows per sweep task, at most (see chunk_rows) */
     SUB = 16,       /* columns per sub-block of a lazy-batch block */
-    MAX_RAISES = 6, /* damp may grow to damp * 10^6 */
 };
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -56,155 +56,8 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 /* Called first in every parallel region: OpenBLAS sizes its team from omp_get_max_threads(),
  * so setting this task's nthreads-var to 1 keeps each tile's BLAS call single-threaded (its
  * bits then depend on the tile only), also in a region made inactive by its if clause. */
-static inline void blas_serial(void) { omp_set_num_threads(1); }
+static inline void blas_serial(void) { llmsq_blas_serial(); }
 
-/* ---- factorization ------------------------------------------------------------------- */
-
-/* Cholesky of the kb x kb tile at A (row-major, leading dimension n), lower triangle in
- * place. Returns -1, or the tile column whose pivot is not positive and finite. */
-static int64_t potf2_lower(double *A, int64_t n, int64_t kb)
-{
-    for (int64_t j = 0; j < kb; j++) {
-        double *aj = A + j * n;
-        double d = aj[j];
-        for (int64_t k = 0; k < j; k++) d -= aj[k] * aj[k];
-        if (!(d > 0) || !isfinite(d)) return j;
-        d = sqrt(d);
-        aj[j] = d;
-        for (int64_t i = j + 1; i < kb; i++) {
-            double *ai = A + i * n;
-            double s = ai[j];
-            for (int64_t k = 0; k < j; k++) s -= ai[k] * aj[k];
-            ai[j] = s / d;
-        }
-    }
-    return -1;
-}
-
-/* A = L L^T for A [n, n] row-major, L in the lower triangle; the strict upper triangle is
- * neither read nor written. Right-looking, NB tiles. Returns -1 or the failing column. */
-static int64_t chol_lower(double *A, int64_t n)
-{
-    for (int64_t k = 0; k < n; k += NB) {
-        const int64_t kb = min64(NB, n - k);
-        const int64_t f = potf2_lower(A + k * n + k, n, kb);
-        if (f >= 0) return k + f;
-        const int64_t r0 = k + kb, mt = (n - r0 + NB - 1) / NB;
-        if (mt == 0) break;
-#pragma omp parallel if (mt > 1)
-        {
-            blas_serial();
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t t = 0; t < mt; t++) {
-                const int64_t i0 = r0 + t * NB;
-                cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, (int)min64(NB, n - i0),
-                            (int)kb, 1.0, A + k * n + k, (int)n, A + i0 * n + k, (int)n);
-            }
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t t = 0; t < mt * mt; t++) {
-                const int64_t ti = t / mt, tj = t % mt;
-                if (tj > ti) continue;
-                const int64_t i0 = r0 + ti * NB, j0 = r0 + tj * NB;
-                const int ib = (int)min64(NB, n - i0), jb = (int)min64(NB, n - j0);
-                if (ti == tj)
-                    cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, ib, (int)kb, -1.0, A + i0 * n + k, (int)n, 1.0,
-                                A + i0 * n + i0, (int)n);
-                else
-                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ib, jb, (int)kb, -1.0, A + i0 * n + k, (int)n,
-                                A + j0 * n + k, (int)n, 1.0, A + i0 * n + j0, (int)n);
-            }
-        }
-    }
-    return -1;
-}
-
-/* In-place inverse of the lower triangular kb x kb tile at A (leading dimension n). */
-static void inv_lower_tile(double *A, int64_t n, int64_t kb)
-{
-    double tmp[NB];
-    for (int64_t i = 0; i < kb; i++) {
-        double *ai = A + i * n; /* row i still holds L until written back */
-        const double d = 1.0 / ai[i];
-        for (int64_t j = 0; j < i; j++) {
-            double s = 0;
-            for (int64_t k = j; k < i; k++) s += ai[k] * A[k * n + j];
-            tmp[j] = -s * d;
-        }
-        memcpy(ai, tmp, (size_t)i * sizeof *ai);
-        ai[i] = d;
-    }
-}
-
-/* In-place inverse of the lower triangular L [n, n] (lower triangle only), tile columns from
- * the right: X21 = -X22 L21 L11^-1 with X22 already inverted. T: scratch [n, NB]. */
-static void trinv_lower(double *A, int64_t n, double *T)
-{
-    for (int64_t j0 = ((n - 1) / NB) * NB; j0 >= 0; j0 -= NB) {
-        const int64_t jb = min64(NB, n - j0), r0 = j0 + jb, m = n - r0, mt = (m + NB - 1) / NB;
-        if (m > 0) {
-#pragma omp parallel if (mt > 1)
-            {
-                blas_serial();
-#pragma omp for schedule(dynamic, 1)
-                for (int64_t t = 0; t < mt; t++) {
-                    const int64_t i0 = r0 + t * NB, ib = min64(NB, n - i0);
-                    double *Ti = T + (i0 - r0) * jb; /* [ib, jb] */
-                    for (int64_t r = 0; r < ib; r++)
-                        memcpy(Ti + r * jb, A + (i0 + r) * n + j0, (size_t)jb * sizeof *Ti);
-                    cblas_dtrmm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, (int)ib, (int)jb, 1.0,
-                                A + i0 * n + i0, (int)n, Ti, (int)jb);
-                    for (int64_t l0 = r0; l0 < i0; l0 += NB)
-                        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ib, (int)jb, NB, 1.0,
-                                    A + i0 * n + l0, (int)n, A + l0 * n + j0, (int)n, 1.0, Ti, (int)jb);
-                    cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, (int)ib, (int)jb,
-                                -1.0, A + j0 * n + j0, (int)n, Ti, (int)jb);
-                }
-            }
-            for (int64_t r = 0; r < m; r++) memcpy(A + (r0 + r) * n + j0, T + r * jb, (size_t)jb * sizeof *T);
-        }
-        inv_lower_tile(A + j0 * n + j0, n, jb);
-    }
-}
-
-/* Copies the strict lower triangle of A [n, n] onto the strict upper one (to_upper) or back,
- * in 64 x 64 tiles so that the transposed side stays in cache. */
-static void mirror(double *A, int64_t n, bool to_upper)
-{
-    enum { TB = 64 };
-    for (int64_t i0 = 0; i0 < n; i0 += TB)
-        for (int64_t j0 = 0; j0 <= i0; j0 += TB)
-            for (int64_t i = i0; i < min64(i0 + TB, n); i++)
-                for (int64_t j = j0; j < min64(j0 + TB, i); j++) {
-                    if (to_upper)
-                        A[j * n + i] = A[i * n + j];
-                    else
-                        A[i * n + j] = A[j * n + i];
-                }
-}
-
-static void reverse(double *a, int64_t len)
-{
-    for (int64_t i = 0, j = len - 1; i < j; i++, j--) {
-        const double t = a[i];
-        a[i] = a[j];
-        a[j] = t;
-    }
-}
-
-/* Hr = J H J (reversed, symmetric, diagonal undamped in d0 reversed) becomes U = upper
- * Cholesky factor of (H + damp I)^-1 in the upper triangle after the final reversal.
- * Returns -1, the failing (permuted) column, or n when the inverse is not finite. */
-static int64_t factor_once(double *Hr, int64_t n, const double *d0, double damp_abs, double *T)
-{
-    for (int64_t a = 0; a < n; a++) Hr[a * n + a] = d0[n - 1 - a] + damp_abs;
-    const int64_t f = chol_lower(Hr, n);
-    if (f >= 0) return n - 1 - f;
-    trinv_lower(Hr, n, T);
-    for (int64_t a = 0; a < n; a++)
-        for (int64_t b = 0; b <= a; b++)
-            if (!isfinite(Hr[a * n + b])) return n;
-    return -1;
-}
 
 /* ---- permutation ----------------------------------------------------------------------- */
 
@@ -476,7 +329,7 @@ llmsq_status llmsq_gptq_quantize(const float *W, int64_t out, int64_t in, double
     int64_t *perm = malloc((size_t)n * sizeof *perm);
     int32_t *colgroup = malloc((size_t)n * sizeof *colgroup);
     double *d0 = malloc((size_t)n * sizeof *d0);
-    double *T = malloc((size_t)(n * NB) * sizeof *T); /* trinv panel, also row scratch */
+    double *T = malloc((size_t)(n * LLMSQ_HINV_NB) * sizeof *T); /* trinv panel, also row scratch */
     unsigned char *dead = calloc((size_t)n, 1);
     double *W64 = malloc((size_t)(out * n) * sizeof *W64);
     double *loss = calloc((size_t)out, sizeof *loss);
@@ -488,7 +341,7 @@ llmsq_status llmsq_gptq_quantize(const float *W, int64_t out, int64_t in, double
         goto done;
     }
 
-    mirror(H, n, true); /* the lower triangle is authoritative, as for torch.linalg.cholesky */
+    llmsq_hinv_mirror(H, n, true); /* the lower triangle is authoritative, as for torch.linalg.cholesky */
     int64_t n_dead = 0;
     double diag_sum = 0;
     for (int64_t j = 0; j < n; j++) {
@@ -510,7 +363,7 @@ llmsq_status llmsq_gptq_quantize(const float *W, int64_t out, int64_t in, double
 
     for (int64_t j = 0; j < n; j++) perm[j] = j;
     if (p->act_order) {
-        act_order_perm(d0, n, perm, (diag_key *)T); /* T holds n * NB doubles, plenty for n keys */
+        act_order_perm(d0, n, perm, (diag_key *)T); /* T holds n * LLMSQ_HINV_NB doubles, plenty for n keys */
         permute_sym(H, n, perm, T, (unsigned char *)(T + n));
         for (int64_t j = 0; j < n; j++) d0[j] = H[j * n + j];
     }
@@ -521,31 +374,9 @@ llmsq_status llmsq_gptq_quantize(const float *W, int64_t out, int64_t in, double
     for (int64_t o = 0; o < out; o++)
         for (int64_t j = 0; j < n; j++) W64[o * n + j] = dead[perm[j]] ? 0.0 : (double)W[o * n + perm[j]];
 
-    /* Factor; on failure restore the lower triangle from the untouched upper and retry. */
-    reverse(H, n * n);
-    double damp = p->damp;
+    double damp = 0;
     int raises = 0;
-    for (;;) {
-        const int64_t f = factor_once(H, n, d0, damp * diag_mean, T);
-        if (f < 0) break;
-        if (raises == MAX_RAISES) {
-            if (f == n)
-                st = llmsq_error(LLMSQ_STATUS_NUMERIC,
-                                 "GPTQ: H^-1 is not finite even with damp %g (after %d raises): H is too "
-                                 "ill-conditioned",
-                                 damp, raises);
-            else
-                st = llmsq_error(LLMSQ_STATUS_NUMERIC,
-                                 "GPTQ: H is not positive definite even with damp %g (after %d raises); the Cholesky "
-                                 "pivot of column %lld failed",
-                                 damp, raises, (long long)perm[f]);
-            goto done;
-        }
-        mirror(H, n, false);
-        raises++;
-        damp *= 10;
-    }
-    reverse(H, n * n);
+    if ((st = llmsq_hinv_upper(H, n, d0, diag_mean, p->damp, perm, "GPTQ", T, &damp, &raises)) != LLMSQ_OK) goto done;
 
     sweep_ctx c = {
         .in = n, .G = r->group_size, .bs = p->block_size, .maxq = (1 << p->bits) - 1,

@@ -74,6 +74,29 @@ LLMSQ_API llmsq_status llmsq_sparsegpt_prune(float *W, int64_t out, int64_t in, 
 LLMSQ_API double llmsq_sparsity(const float *W, int64_t n);
 LLMSQ_API bool   llmsq_check_nm(const float *W, int64_t out, int64_t in, int n, int m, int64_t *bad_row);
 
+/* ---- pruning as a calibration pass ------------------------------------------------------ */
+
+struct llmsq_calib_pass;
+typedef struct llmsq_prune_pass llmsq_prune_pass;
+
+typedef struct llmsq_prune_record {
+    char    module[128];
+    int64_t out, in;
+    double  sparsity;  /* fraction of zeros after pruning */
+    double  rel_err;   /* ||W - W'||_F / ||W||_F (W' includes quantization when joint) */
+    double  loss;      /* SparseGPT's OBS loss (0 for the scored methods) */
+    double  seconds;
+} llmsq_prune_record;
+
+/* A pass pruning every block linear whose module name does not match `skip` (POSIX extended
+ * regex; NULL = none). then_rtn: quantize the pruned weights with RTN on p->quant (zeros stay
+ * zeros); joint quantization inside SparseGPT is p->quantize. Errors: ARG. */
+LLMSQ_API llmsq_status llmsq_prune_pass_create(const llmsq_prune_params *p, bool then_rtn, const char *skip,
+                                               llmsq_prune_pass **out);
+LLMSQ_API const struct llmsq_calib_pass *llmsq_prune_pass_calib(llmsq_prune_pass *pp);
+LLMSQ_API size_t llmsq_prune_pass_records(const llmsq_prune_pass *pp, const llmsq_prune_record **records);
+LLMSQ_API void   llmsq_prune_pass_free(llmsq_prune_pass *pp);
+
 #ifdef __cplusplus
 }
 #endif

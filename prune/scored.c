@@ -1,0 +1,129 @@
+/*
+ * Magnitude, Wanda and RIA: one score per weight, the lowest removed within each row
+ * (locuslab/wanda lib/prune.py prune_magnitude / prune_wanda; RIA lib/prune.py), no update
+ * of the kept weights.
+ *
+ * Scores, in double:
+ *   magnitude  |W_ij|
+ *   Wanda      |W_ij| * sqrt(sq_norm_j)
+ *   RIA        (|W_ij| / R_i + |W_ij| / C_j) * pow(sqrt(sq_norm_j), a)
+ *              R_i = sum_k |W_ik| (row i, summed in k order), C_j = sum_k |W_kj| (over the
+ *              output rows, in k order); a term whose sum is 0 is 0 (its weights are all 0).
+ * Unstructured: each row loses exactly floor(sparsity * in) weights (as Wanda's
+ * sort(...)[:, :int(in * sparsity)]); N:M: in each group of M columns from column 0 the
+ * M - N lowest are removed (a last partial group of L columns loses max(0, L - N)). Ties go
+ * to the lower column (removed first): the order (score, column) is total, so the masks are
+ * deterministic and independent of the thread count. The references use torch.sort /
+ * topk whose tie order is unspecified.
+ *
+ * Not done: RIA's channel permutation (ria_permute). Permuting the input channels of W
+ * must be undone on the producer of those inputs, which for q/k/v, gate/up (the residual
+ * stream, shared by several linears and RMSNorm) cannot be folded away; within W alone it
+ * changes nothing. ria_permute = true is reported as UNSUPPORTED rather than ignored.
+ */
+#include "llmsq/prune.h"
+
+#include "prune/select.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static llmsq_status check_scored(const float *W, int64_t out, int64_t in, const double *sq_norm,
+                                 const llmsq_prune_params *p)
+{
+    LLMSQ_TRY(llmsq_prune_params_validate(p));
+    if (p->method == LLMSQ_PRUNE_SPARSEGPT)
+        return llmsq_error(LLMSQ_STATUS_ARG, "pruning: SparseGPT needs a Hessian: use llmsq_sparsegpt_prune");
+    if (p->method == LLMSQ_PRUNE_RIA && p->ria_permute)
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED,
+                           "pruning: RIA channel permutation is not implemented (it cannot be folded away for inputs "
+                           "from the residual stream)");
+    if (out < 1 || in < 1)
+        return llmsq_error(LLMSQ_STATUS_ARG, "pruning: the linear is [%lld, %lld], need at least [1, 1]",
+                           (long long)out, (long long)in);
+    if (p->method != LLMSQ_PRUNE_MAGNITUDE) {
+        if (!sq_norm)
+            return llmsq_error(LLMSQ_STATUS_ARG, "pruning: %s needs the input channel norms (sq_norm is NULL)",
+                               p->method == LLMSQ_PRUNE_WANDA ? "Wanda" : "RIA");
+        for (int64_t j = 0; j < in; j++)
+            if (!(sq_norm[j] >= 0.0) || !isfinite(sq_norm[j]))
+                return llmsq_error(LLMSQ_STATUS_ARG,
+                                   "pruning: squared input norm of channel %lld is %g (need finite and >= 0)",
+                                   (long long)j, sq_norm[j]);
+    }
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t i = 0; i < in; i++)
+            if (!isfinite(W[o * in + i]))
+                return llmsq_error(LLMSQ_STATUS_NUMERIC, "pruning: weight [%lld, %lld] is not finite (%g)",
+                                   (long long)o, (long long)i, (double)W[o * in + i]);
+    return LLMSQ_OK;
+}
+
+llmsq_status llmsq_prune_scored(float *W, int64_t out, int64_t in, const double *sq_norm, const llmsq_prune_params *p)
+{
+    LLMSQ_ASSERT(W != NULL && p != NULL);
+    LLMSQ_TRY(check_scored(W, out, in, sq_norm, p));
+    const bool nm = p->nm_m > 0;
+    if (!nm && (int64_t)(p->sparsity * (double)in) == 0) return LLMSQ_OK;
+
+    /* per-column factor: 1 (magnitude), ||X_j|| (Wanda), ||X_j||^a (RIA); RIA's column sums */
+    double *act = malloc((size_t)in * sizeof *act);
+    double *colsum = p->method == LLMSQ_PRUNE_RIA ? calloc((size_t)in, sizeof *colsum) : NULL;
+    if (!act || (p->method == LLMSQ_PRUNE_RIA && !colsum)) {
+        free(act);
+        free(colsum);
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "pruning: out of memory for a [%lld, %lld] linear", (long long)out,
+                           (long long)in);
+    }
+    for (int64_t j = 0; j < in; j++)
+        act[j] = p->method == LLMSQ_PRUNE_MAGNITUDE ? 1.0
+                 : p->method == LLMSQ_PRUNE_WANDA   ? sqrt(sq_norm[j])
+                                                    : pow(sqrt(sq_norm[j]), p->ria_alpha);
+    if (colsum)
+        for (int64_t o = 0; o < out; o++)
+            for (int64_t j = 0; j < in; j++) colsum[j] += fabs((double)W[o * in + j]);
+
+    bool nomem = false;
+#pragma omp parallel
+    {
+        prune_key *keys = malloc((size_t)in * sizeof *keys);
+        if (!keys) {
+#pragma omp atomic write
+            nomem = true;
+        }
+#pragma omp for schedule(static)
+        for (int64_t o = 0; o < out; o++) {
+            if (!keys) continue;
+            float *w = W + o * in;
+            double rowsum = 0;
+            if (colsum)
+                for (int64_t j = 0; j < in; j++) rowsum += fabs((double)w[j]);
+            for (int64_t j = 0; j < in; j++) {
+                const double a = fabs((double)w[j]);
+                double s;
+                if (colsum)
+                    s = ((rowsum > 0 ? a / rowsum : 0.0) + (colsum[j] > 0 ? a / colsum[j] : 0.0)) * act[j];
+                else
+                    s = a * act[j];
+                keys[j] = (prune_key){s, j};
+            }
+            if (!nm) {
+                const int64_t k = (int64_t)(p->sparsity * (double)in);
+                prune_select_smallest(keys, in, k);
+                for (int64_t t = 0; t < k; t++) w[keys[t].i] = 0.0f;
+            } else {
+                for (int64_t g = 0; g < in; g += p->nm_m) {
+                    const int64_t L = g + p->nm_m < in ? p->nm_m : in - g, k = L - p->nm_n;
+                    if (k <= 0) continue;
+                    prune_sort_small(keys + g, L);
+                    for (int64_t t = 0; t < k; t++) w[keys[g + t].i] = 0.0f;
+                }
+            }
+        }
+        free(keys);
+    }
+    free(act);
+    free(colsum);
+    if (nomem) return llmsq_error(LLMSQ_STATUS_NOMEM, "pruning: out of memory for the score buffers");
+    return LLMSQ_OK;
+}
