@@ -3,17 +3,22 @@
  * unigram_model.cc's Model::EncodeOptimized (the default encoder) and the id loop of
  * SentencePieceProcessor::Encode.
  *
- * The rules that decide ties and rounding are the library's, kept on purpose:
+ * The rules that decide ties and rounding are those of the library the fixtures were made
+ * with (sentencepiece 0.2.3; read from its compiled EncodeOptimized, which differs from
+ * the older published source in the last three points), kept on purpose:
  *  - best paths are found per byte position in one left-to-right pass; a candidate
  *    replaces the stored one only when strictly better, so among equal scores the piece
  *    that starts earliest (the longest last piece) wins;
- *  - path scores are stored as float, but a candidate is formed and compared in double
- *    (the library's `score` is a double because of the user-defined branch);
- *  - user-defined pieces score length * max_score - 0.1, where max_score is the highest
- *    NORMAL score but at least FLT_MIN (the library starts its max at FLT_MIN);
  *  - a character with no single-character piece gets an unknown node scored
  *    min_score - 10 (kUnkPenalty), min_score the lowest NORMAL score (FLT_MAX if none);
- *  - UNUSED pieces are in the trie but never become nodes.
+ *  - UNUSED pieces are in the trie but never become nodes;
+ *  - all path arithmetic is float (older releases formed candidates in double);
+ *  - a USER_DEFINED piece of n bytes scores (float)((n - 1) * 0.1), whatever the other
+ *    scores (older releases: n * max_score - 0.1);
+ *  - when the best score at the current start leaves [-1e5, 1e5], it is subtracted (in
+ *    float) from every path already ending between there and the furthest end reached,
+ *    and the pass goes on from 0. Long texts cross that bound every few thousand pieces,
+ *    so this decides ties on real corpora, and it keeps hostile scores from overflowing.
  * Pieces are found with a trie over NORMAL, USER_DEFINED and UNUSED pieces (the library's
  * pieces_ map); CONTROL, UNKNOWN and BYTE pieces are never matched in text.
  */
@@ -28,7 +33,7 @@
 /* A trie whose edges live in one hash table keyed by (parent node, byte): one probe per
  * input byte, whatever the fan-out, and no per-node arrays. */
 struct spm_unigram {
-    float     min_score, max_score, unk_score;
+    float     min_score, unk_score;
     int32_t  *value;      /* [n_nodes] piece id ending at the node, -1 */
     uint32_t  n_nodes;
     uint32_t  root[256];  /* children of the root (node 0), 0 = none */
@@ -93,12 +98,10 @@ llmsq_status spm_unigram_init(llmsq_tokenizer *t, const char *source)
     u->value[0] = -1;
     u->n_nodes = 1;
     u->min_score = FLT_MAX;
-    u->max_score = FLT_MIN;
     for (int64_t i = 0; i < t->n; i++) {
         if (t->type[i] == LLMSQ_TOKEN_NORMAL) {
-            /* As std::min / std::max, so a NaN score changes neither. */
+            /* As std::min, so a NaN score changes nothing. */
             if (t->score[i] < u->min_score) u->min_score = t->score[i];
-            if (u->max_score < t->score[i]) u->max_score = t->score[i];
         }
         if (!in_trie(t->type[i])) continue;
         uint32_t node = 0;
@@ -149,9 +152,14 @@ llmsq_status spm_unigram_encode(const llmsq_tokenizer *t, const char *norm, size
     }
     for (size_t i = 0; i <= n; i++) best[i] = (ug_best){0.0f, -1, -1};
 
-    const float max_score = u->max_score;
+    size_t max_end = 0; /* furthest position any candidate has reached */
     for (size_t start = 0; start < n;) {
-        const float here = best[start].score;
+        float here = best[start].score;
+        if (here < -1e5f || here > 1e5f) {
+            for (size_t k = start; k <= max_end; k++)
+                if (k == start || best[k].start >= 0) best[k].score -= here;
+            here = 0.0f;
+        }
         size_t mblen = one_char_len[(uint8_t)norm[start] >> 4];
         if (mblen > n - start) mblen = n - start;
         bool has_single = false;
@@ -161,13 +169,14 @@ llmsq_status spm_unigram_encode(const llmsq_tokenizer *t, const char *norm, size
             if (!node) break;
             int32_t id = u->value[node];
             if (id < 0 || t->type[id] == LLMSQ_TOKEN_UNUSED) continue;
+            if (end > max_end) max_end = end;
             size_t length = end - start;
-            double score = t->type[id] == LLMSQ_TOKEN_USER_DEFINED ? (double)((float)length * max_score) - 0.1
-                                                                     : (double)t->score[id];
-            double cand = score + (double)here;
+            float score = t->type[id] == LLMSQ_TOKEN_USER_DEFINED ? (float)((double)(int)(length - 1) * 0.1)
+                                                                    : t->score[id];
+            float cand = score + here;
             ug_best *b = &best[end];
-            if (b->start < 0 || cand > (double)b->score) {
-                b->score = (float)cand;
+            if (b->start < 0 || cand > b->score) {
+                b->score = cand;
                 b->start = (int32_t)start;
                 b->id = id;
             }
@@ -181,6 +190,7 @@ llmsq_status spm_unigram_encode(const llmsq_tokenizer *t, const char *norm, size
                 b->start = (int32_t)start;
                 b->id = t->unk;
             }
+            if (start + mblen > max_end) max_end = start + mblen;
         }
         start += mblen;
     }

@@ -2,6 +2,8 @@
 # Builds the tokenizer parsers' libFuzzer targets (not part of the normal build or tests):
 #   bash tests/fuzz/build.sh [OUT_DIR]         (default: build-fuzz; needs clang and libomp-dev)
 #   OUT_DIR/fuzz_tok_json -max_total_time=300 -dict=tests/fuzz/tokenizer_json.dict CORPUS_DIR
+#   OUT_DIR/fuzz_tok_spm -max_total_time=300 -dict=tests/fuzz/spm_model.dict CORPUS_DIR SEEDS
+#     (SEEDS: a folder with copies of tests/data/spm_*.model, unigram and charsmap models)
 # Targets: fuzz_tok_json (tokenizer.json), fuzz_tok_spm (SentencePiece .model),
 # fuzz_tok_gguf (GGUF tokenizer.ggml.*), fuzz_tok_gpt2 (vocab.json + "#MERGES" + merges.txt).
 set -euo pipefail
