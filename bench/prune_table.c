@@ -27,6 +27,7 @@ static double run(const llmsq_prune_params *pp, bool then_rtn, const llmsq_quant
     llmsq_calib_params cp = llmsq_calib_default_params();
     cp.seqlen = g_seqlen;
     cp.progress = false;
+    cp.true_sequential = false; /* llmsq prune's default, as the reference harnesses */
     llmsq_dataset d;
     int32_t *tokens;
     if (llmsq_dataset_load(g_calib, LLMSQ_TEXT_AUTO, &d) != LLMSQ_OK) die();

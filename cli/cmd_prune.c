@@ -25,6 +25,8 @@ static void help(FILE *f)
           "  --bits B, --group-size G, --sym|--asym   the quantization, as for llmsq quantize\n"
           "  --sparse-format F    24-bitmask (default for 2:4), bitmask (default otherwise) or dense;\n"
           "                       quantized models are stored pack-quantized with a dense sparsity_config\n"
+          "  --true-sequential    observe q/k/v, o, gate/up, down one after another (default: a whole block\n"
+          "                       at once, as the SparseGPT and Wanda reference code do)\n"
           "  --threads N, --quiet\n",
           f);
 }
@@ -32,7 +34,7 @@ static void help(FILE *f)
 int llmsq_cmd_prune(int argc, char **argv)
 {
     enum { O_SPARSITY = 256, O_NM, O_SKIP, O_CALIB, O_NS, O_SEQ, O_SEED, O_MAXMEM, O_DAMP, O_ALPHA, O_THENQ, O_BITS,
-           O_GROUP, O_SYM, O_ASYM, O_SFMT, O_THREADS, O_QUIET };
+           O_GROUP, O_SYM, O_ASYM, O_SFMT, O_THREADS, O_QUIET, O_TS };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"method", required_argument, 0, 'M'},
         {"out", required_argument, 0, 'o'}, {"sparsity", required_argument, 0, O_SPARSITY},
@@ -44,10 +46,12 @@ int llmsq_cmd_prune(int argc, char **argv)
         {"bits", required_argument, 0, O_BITS}, {"group-size", required_argument, 0, O_GROUP},
         {"sym", no_argument, 0, O_SYM}, {"asym", no_argument, 0, O_ASYM},
         {"sparse-format", required_argument, 0, O_SFMT}, {"threads", required_argument, 0, O_THREADS},
-        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"true-sequential", no_argument, 0, O_TS},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model = NULL, *method = NULL, *out = NULL, *calib = NULL, *skip = NULL, *thenq = NULL, *sfmt = NULL;
     llmsq_prune_params pp = llmsq_prune_default_params();
     llmsq_calib_params cp = llmsq_calib_default_params();
+    cp.true_sequential = false; /* the SparseGPT and Wanda harnesses observe a block at once */
     int64_t v, threads = 0;
     opterr = 0;
     optind = 1;
@@ -96,6 +100,7 @@ int llmsq_cmd_prune(int argc, char **argv)
         case O_SFMT: sfmt = optarg; break;
         case O_THREADS: if (!cli_parse_i64("prune", "--threads", optarg, 1, 1024, &threads)) return 2; break;
         case O_QUIET: llmsq_set_quiet(true); break;
+        case O_TS: cp.true_sequential = true; break;
         case 'h': help(stdout); return 0;
         default: return cli_usage_error("prune", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -161,6 +166,7 @@ int llmsq_cmd_prune(int argc, char **argv)
     json_object_set_new(flags, "nm", pp.nm_m ? json_string(nm) : json_null());
     json_object_set_new(flags, "skip", skip ? json_string(skip) : json_null());
     json_object_set_new(flags, "then_quantize", thenq ? json_string(thenq) : json_null());
+    json_object_set_new(flags, "true_sequential", json_boolean(cp.true_sequential));
     if (thenq) {
         json_object_set_new(flags, "bits", json_integer(pp.quant.bits));
         json_object_set_new(flags, "group_size", json_integer(pp.quant.group_size));

@@ -15,6 +15,7 @@ static double pruned_ppl(llmsq_prune_method method, int n, int m, double *zeros)
     ck_assert_int_eq(llmsq_model_open(model, &mo), LLMSQ_OK);
     llmsq_calib_params cp = llmsq_calib_default_params();
     cp.progress = false;
+    cp.true_sequential = false; /* llmsq prune's default, as the reference harnesses */
     llmsq_dataset d;
     int32_t *tokens;
     ck_assert_int_eq(llmsq_dataset_load(train, LLMSQ_TEXT_AUTO, &d), LLMSQ_OK);
