@@ -6,60 +6,13 @@
 
 /* ---- seeded data ------------------------------------------------------------------------ */
 
-static uint64_t g_rng;
-
-static uint64_t seed_from_env(void)
-{
-    const char *env = getenv("LLMSQ_TEST_SEED");
-    return env ? strtoull(env, NULL, 0) : 20240607;
-}
-
-static double urand(void) /* splitmix64 -> [0, 1) */
-{
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1p-53;
-}
-
-static double nrand(void)
-{
-    double u = urand(), v = urand();
-    return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
-}
 
 static float *make_weights(int64_t out, int64_t in)
 {
     float *W = malloc((size_t)(out * in) * sizeof *W);
     ck_assert_ptr_nonnull(W);
-    for (int64_t k = 0; k < out * in; k++) W[k] = (float)(0.05 * nrand() * (urand() < 0.01 ? 10 : 1));
+    for (int64_t k = 0; k < out * in; k++) W[k] = (float)(0.05 * tu_nrand() * (tu_urand() < 0.01 ? 10 : 1));
     return W;
-}
-
-/* H = 2/T X^T X for correlated activations with a few large-magnitude channels (as LLM
- * activations have); the columns in `dead` are all zero, so their H row and column are. */
-static double *make_hessian(int64_t n, int64_t T, const int64_t *dead, int n_dead)
-{
-    double *X = malloc((size_t)(T * n) * sizeof *X), *H = calloc((size_t)(n * n), sizeof *H);
-    ck_assert(X && H);
-    for (int64_t t = 0; t < T; t++) {
-        double prev = nrand();
-        for (int64_t i = 0; i < n; i++) {
-            const double z = nrand();
-            X[t * n + i] = (z + 0.8 * prev) * (i % 17 == 3 ? 25.0 : 1.0);
-            prev = z;
-        }
-        for (int d = 0; d < n_dead; d++) X[t * n + dead[d]] = 0;
-    }
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++) {
-            double s = 0;
-            for (int64_t t = 0; t < T; t++) s += X[t * n + i] * X[t * n + j];
-            H[i * n + j] = 2.0 * s / (double)T;
-        }
-    free(X);
-    return H;
 }
 
 static double *dup_h(const double *H, int64_t n)
@@ -309,10 +262,10 @@ static const gcase k_cases[] = {
 START_TEST(test_gptq_matches_reference)
 {
     const gcase *c = &k_cases[_i];
-    g_rng = seed_from_env() + 1000 * (uint64_t)_i;
+    tu_rng = tu_seed_from_env() + 1000 * (uint64_t)_i;
     const int64_t dead[2] = {5, c->in - 2};
     float *W = make_weights(c->out, c->in);
-    double *H = make_hessian(c->in, 2 * c->in + 16, dead, 2), *Hs = dup_h(H, c->in);
+    double *H = tu_random_hessian(c->in, 2 * c->in + 16, dead, 2), *Hs = dup_h(H, c->in);
     llmsq_quant_params p = llmsq_quant_default_params();
     p.bits = c->bits;
     p.group_size = c->group;
@@ -347,10 +300,10 @@ END_TEST
  * tile row and one chunk (regions that run on one thread, BLAS calls still serial). */
 START_TEST(test_gptq_thread_independent)
 {
-    g_rng = seed_from_env() + 7 + (uint64_t)_i;
+    tu_rng = tu_seed_from_env() + 7 + (uint64_t)_i;
     const int64_t out = _i == 0 ? 100 : 12, in = _i == 0 ? 300 : 200, dead[1] = {17};
     float *W = make_weights(out, in);
-    double *H = make_hessian(in, 400, dead, 1);
+    double *H = tu_random_hessian(in, 400, dead, 1);
     llmsq_quant_params p = llmsq_quant_default_params();
     p.group_size = 32;
     p.block_size = 50;
@@ -405,10 +358,10 @@ static double output_error(const float *W, const llmsq_qlinear *q, const double 
  * 0.4-0.8x. Every other configuration is asserted. */
 START_TEST(test_gptq_beats_rtn)
 {
-    g_rng = seed_from_env() + 11;
+    tu_rng = tu_seed_from_env() + 11;
     const int64_t out = 64, in = 128;
     float *W = make_weights(out, in);
-    double *H = make_hessian(in, 256, NULL, 0);
+    double *H = tu_random_hessian(in, 256, NULL, 0);
     for (int bits = 2; bits <= 4; bits++)
         for (int k = 0; k < 4; k++) {
             llmsq_quant_params p = llmsq_quant_default_params();
@@ -539,6 +492,6 @@ int main(void)
     tcase_add_test(tc, test_gptq_all_dead);
     tcase_add_test(tc, test_gptq_bad_params);
     suite_add_tcase(s, tc);
-    fprintf(stderr, "test_gptq: seed %llu (LLMSQ_TEST_SEED)\n", (unsigned long long)seed_from_env());
+    fprintf(stderr, "test_gptq: seed %llu (LLMSQ_TEST_SEED)\n", (unsigned long long)tu_seed_from_env());
     return tu_run_suite(s);
 }

@@ -4,22 +4,6 @@
 #include <math.h>
 #include <string.h>
 
-static uint64_t g_rng;
-
-static uint64_t seed_from_env(void)
-{
-    const char *env = getenv("LLMSQ_TEST_SEED");
-    return env ? strtoull(env, NULL, 0) : 20240607;
-}
-
-static double urand(void) /* splitmix64 -> [0, 1) */
-{
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1p-53;
-}
 
 /* Activations with a few large channels and a non-zero mean, as LLM inputs have. */
 static float *make_x(int64_t T, int64_t n)
@@ -27,7 +11,7 @@ static float *make_x(int64_t T, int64_t n)
     float *X = malloc((size_t)(T * n) * sizeof *X);
     ck_assert_ptr_nonnull(X);
     for (int64_t t = 0; t < T; t++)
-        for (int64_t j = 0; j < n; j++) X[t * n + j] = (float)((urand() - 0.4) * (j % 13 == 1 ? 40.0 : 1.0));
+        for (int64_t j = 0; j < n; j++) X[t * n + j] = (float)((tu_urand() - 0.4) * (j % 13 == 1 ? 40.0 : 1.0));
     return X;
 }
 
@@ -48,7 +32,7 @@ START_TEST(test_hessian_matches_naive)
 {
     static const int64_t ns[] = {1, 37, 300};
     const int64_t n = ns[_i], T = 2048;
-    g_rng = seed_from_env() + (uint64_t)n;
+    tu_rng = tu_seed_from_env() + (uint64_t)n;
     float *X = make_x(T, n);
     llmsq_hessian h;
     ck_assert_int_eq(llmsq_hessian_init(&h, n), LLMSQ_OK);
@@ -84,7 +68,7 @@ END_TEST
 START_TEST(test_hessian_thread_independent)
 {
     const int64_t n = _i == 0 ? 300 : 100, T = 2048;
-    g_rng = seed_from_env() + 3 + (uint64_t)_i;
+    tu_rng = tu_seed_from_env() + 3 + (uint64_t)_i;
     float *X = make_x(T, n);
     double *H[3];
     for (int t = 0; t < 3; t++) {
@@ -138,6 +122,6 @@ int main(void)
     tcase_add_loop_test(tc, test_hessian_thread_independent, 0, 2);
     tcase_add_test(tc, test_hessian_errors);
     suite_add_tcase(s, tc);
-    fprintf(stderr, "test_hessian: seed %llu (LLMSQ_TEST_SEED)\n", (unsigned long long)seed_from_env());
+    fprintf(stderr, "test_hessian: seed %llu (LLMSQ_TEST_SEED)\n", (unsigned long long)tu_seed_from_env());
     return tu_run_suite(s);
 }

@@ -5,30 +5,14 @@
 #include <omp.h>
 #include <string.h>
 
-static uint64_t g_rng;
-
-static double urand(void) /* splitmix64 -> [0, 1) */
-{
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1p-53;
-}
-
-static double nrand(void)
-{
-    double u = urand(), v = urand();
-    return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
-}
 
 static float *make_weights(int64_t out, int64_t in, uint64_t seed)
 {
-    g_rng = seed;
+    tu_rng = seed;
     float *W = malloc((size_t)(out * in) * sizeof *W);
     ck_assert_ptr_nonnull(W);
     for (int64_t k = 0; k < out * in; k++) {
-        W[k] = (float)(0.05 * nrand() * (urand() < 0.02 ? 10 : 1));
+        W[k] = (float)(0.05 * tu_nrand() * (tu_urand() < 0.02 ? 10 : 1));
         if (W[k] == 0.0f) W[k] = 1e-3f;
     }
     return W;
@@ -38,7 +22,7 @@ static float *make_weights(int64_t out, int64_t in, uint64_t seed)
 static double *make_norms(int64_t in)
 {
     double *s = malloc((size_t)in * sizeof *s);
-    for (int64_t j = 0; j < in; j++) s[j] = (0.1 + urand()) * (j % 13 == 5 ? 400.0 : 1.0) * 37.0;
+    for (int64_t j = 0; j < in; j++) s[j] = (0.1 + tu_urand()) * (j % 13 == 5 ? 400.0 : 1.0) * 37.0;
     return s;
 }
 

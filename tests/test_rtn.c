@@ -6,28 +6,6 @@
 
 /* ---- seeded data ------------------------------------------------------------------------ */
 
-static uint64_t g_rng;
-
-static uint64_t seed_from_env(void)
-{
-    const char *env = getenv("LLMSQ_TEST_SEED");
-    return env ? strtoull(env, NULL, 0) : 20240607;
-}
-
-static double urand(void) /* splitmix64 -> [0, 1) */
-{
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1p-53;
-}
-
-static double nrand(void)
-{
-    double u = urand(), v = urand();
-    return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
-}
 
 /* Weights with the awkward cases: rows that are all non-negative (the SYM quirk), all
  * non-positive, one all-zero stretch, outliers, and plain Gaussian rows. */
@@ -37,11 +15,11 @@ static float *make_weights(int64_t out, int64_t in)
     ck_assert_ptr_nonnull(W);
     for (int64_t o = 0; o < out; o++)
         for (int64_t i = 0; i < in; i++) {
-            double x = 0.05 * nrand();
+            double x = 0.05 * tu_nrand();
             if (o % 5 == 1) x = fabs(x);
             if (o % 5 == 2) x = -fabs(x);
             if (o % 5 == 3 && i >= in / 3 && i < in / 3 + 40) x = 0;
-            if (urand() < 0.01) x *= 20;
+            if (tu_urand() < 0.01) x *= 20;
             W[o * in + i] = (float)x;
         }
     return W;
@@ -162,7 +140,7 @@ START_TEST(test_rtn_matches_reference)
 {
     llmsq_quant_params p;
     config_of(_i, &p);
-    g_rng = seed_from_env() + (uint64_t)_i;
+    tu_rng = tu_seed_from_env() + (uint64_t)_i;
     int64_t clipped = 0, total = 0;
     for (size_t a = 0; a < sizeof k_rows / sizeof *k_rows; a++)
         for (size_t b = 0; b < sizeof k_ins / sizeof *k_ins; b++) {
@@ -228,7 +206,7 @@ END_TEST
  * (otherwise the refitted range shrinks, legitimately). */
 START_TEST(test_rtn_idempotent)
 {
-    g_rng = seed_from_env() + 100;
+    tu_rng = tu_seed_from_env() + 100;
     const int64_t out = 33, in = 257;
     float *W = make_weights(out, in), *D = malloc((size_t)(out * in) * sizeof *D);
     const llmsq_qgrid grids[] = {LLMSQ_QGRID_MINMAX, LLMSQ_QGRID_SYM, LLMSQ_QGRID_ABSMAX};
@@ -442,6 +420,6 @@ int main(void)
     tcase_add_test(tc, test_rtn_errors);
     tcase_add_test(tc, test_params_defaults);
     suite_add_tcase(s, tc);
-    fprintf(stderr, "test_rtn: seed %llu (LLMSQ_TEST_SEED)\n", (unsigned long long)seed_from_env());
+    fprintf(stderr, "test_rtn: seed %llu (LLMSQ_TEST_SEED)\n", (unsigned long long)tu_seed_from_env());
     return tu_run_suite(s);
 }

@@ -7,59 +7,19 @@
 
 /* ---- seeded data ------------------------------------------------------------------------ */
 
-static uint64_t g_rng;
 
 static void seed(uint64_t s)
 {
     const char *env = getenv("LLMSQ_TEST_SEED");
-    g_rng = (env ? strtoull(env, NULL, 0) : 20240607) + s;
-}
-
-static double urand(void) /* splitmix64 -> [0, 1) */
-{
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1p-53;
-}
-
-static double nrand(void)
-{
-    double u = urand(), v = urand();
-    return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
+    tu_rng = (env ? strtoull(env, NULL, 0) : 20240607) + s;
 }
 
 static float *make_weights(int64_t out, int64_t in)
 {
     float *W = malloc((size_t)(out * in) * sizeof *W);
     ck_assert_ptr_nonnull(W);
-    for (int64_t k = 0; k < out * in; k++) W[k] = (float)(0.05 * nrand() * (urand() < 0.01 ? 10 : 1));
+    for (int64_t k = 0; k < out * in; k++) W[k] = (float)(0.05 * tu_nrand() * (tu_urand() < 0.01 ? 10 : 1));
     return W;
-}
-
-/* H = 2/T X^T X of correlated activations with a few large channels; `dead` columns are 0. */
-static double *make_hessian(int64_t n, int64_t T, const int64_t *dead, int n_dead)
-{
-    double *X = malloc((size_t)(T * n) * sizeof *X), *H = calloc((size_t)(n * n), sizeof *H);
-    ck_assert(X && H);
-    for (int64_t t = 0; t < T; t++) {
-        double prev = nrand();
-        for (int64_t i = 0; i < n; i++) {
-            const double z = nrand();
-            X[t * n + i] = (z + 0.8 * prev) * (i % 17 == 3 ? 25.0 : 1.0);
-            prev = z;
-        }
-        for (int d = 0; d < n_dead; d++) X[t * n + dead[d]] = 0;
-    }
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++) {
-            double s = 0;
-            for (int64_t t = 0; t < T; t++) s += X[t * n + i] * X[t * n + j];
-            H[i * n + j] = 2.0 * s / (double)T;
-        }
-    free(X);
-    return H;
 }
 
 static double *dup_d(const double *a, int64_t n)
@@ -289,7 +249,7 @@ static void check_vs_ref(int64_t out, int64_t n, const llmsq_prune_params *p, co
 {
     seed(s);
     float *W = make_weights(out, n);
-    double *H = make_hessian(n, 3 * n, dead, n_dead), *Hs = dup_d(H, n * n);
+    double *H = tu_random_hessian(n, 3 * n, dead, n_dead), *Hs = dup_d(H, n * n);
     double *R = malloc((size_t)(out * n) * sizeof *R);
     unsigned char *rmask = calloc((size_t)(out * n), 1);
     for (int64_t k = 0; k < out * n; k++) R[k] = W[k];
@@ -439,7 +399,7 @@ START_TEST(test_obs_beats_wanda_magnitude)
     for (int k = 0; k < 3; k++) {
         seed(50 + (uint64_t)k);
         float *W = make_weights(out, n);
-        double *H = make_hessian(n, 2 * n, NULL, 0), *Hs = dup_d(H, n * n);
+        double *H = tu_random_hessian(n, 2 * n, NULL, 0), *Hs = dup_d(H, n * n);
         float *Ws = dup_f(W, out * n), *Ww = dup_f(W, out * n), *Wm = dup_f(W, out * n);
         llmsq_prune_params p = sgpt_params(0.5, pat[k][0], pat[k][1]);
         ck_assert(llmsq_sparsegpt_prune(Ws, out, n, Hs, &p, NULL, NULL) == LLMSQ_OK);
@@ -466,7 +426,7 @@ START_TEST(test_threads_bitwise)
     const int64_t out = 72, n = 290;
     seed(60);
     float *W = make_weights(out, n);
-    double *H = make_hessian(n, 2 * n, NULL, 0);
+    double *H = tu_random_hessian(n, 2 * n, NULL, 0);
     for (int k = 0; k < 2; k++) {
         llmsq_prune_params p = sgpt_params(0.5, k ? 2 : 0, k ? 4 : 0);
         p.quantize = k == 1;
@@ -525,7 +485,7 @@ START_TEST(test_damp_raise)
     const int64_t out = 8, n = 16;
     seed(70);
     float *W = make_weights(out, n);
-    double *H = make_hessian(n, 64, NULL, 0);
+    double *H = tu_random_hessian(n, 64, NULL, 0);
     for (int64_t i = 0; i < n; i++) { /* column 1 := column 0, scaled: H singular */
         H[i * n + 1] = H[i * n + 0];
         H[1 * n + i] = H[0 * n + i];

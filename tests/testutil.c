@@ -1,6 +1,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,4 +92,52 @@ int tu_run_suite(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+uint64_t tu_rng;
+
+uint64_t tu_seed_from_env(void)
+{
+    const char *env = getenv("LLMSQ_TEST_SEED");
+    return env ? strtoull(env, NULL, 0) : 20240607;
+}
+
+double tu_urand(void)
+{
+    uint64_t z = (tu_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1p-53;
+}
+
+double tu_nrand(void)
+{
+    double u = tu_urand(), v = tu_urand();
+    return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
+}
+
+/* H = 2/T X^T X for correlated activations with a few large-magnitude channels (as LLM
+ * activations have); the columns in `dead` are all zero, so their H row and column are. */
+double *tu_random_hessian(int64_t n, int64_t T, const int64_t *dead, int n_dead)
+{
+    double *X = malloc((size_t)(T * n) * sizeof *X), *H = calloc((size_t)(n * n), sizeof *H);
+    ck_assert(X && H);
+    for (int64_t t = 0; t < T; t++) {
+        double prev = tu_nrand();
+        for (int64_t i = 0; i < n; i++) {
+            const double z = tu_nrand();
+            X[t * n + i] = (z + 0.8 * prev) * (i % 17 == 3 ? 25.0 : 1.0);
+            prev = z;
+        }
+        for (int d = 0; d < n_dead; d++) X[t * n + dead[d]] = 0;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t t = 0; t < T; t++) s += X[t * n + i] * X[t * n + j];
+            H[i * n + j] = 2.0 * s / (double)T;
+        }
+    free(X);
+    return H;
 }

@@ -32,6 +32,19 @@ void tu_write_file(const char *path, const void *data, size_t n);
 /* Max |a-b| over n floats. */
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 
+/* Seeded random fixtures (splitmix64: the same stream everywhere). tu_rng is the state; tests
+ * seed it from tu_seed_from_env() ($LLMSQ_TEST_SEED, else a fixed default) and print it when
+ * they fail. */
+extern uint64_t tu_rng;
+uint64_t tu_seed_from_env(void);
+double   tu_urand(void); /* [0, 1) */
+double   tu_nrand(void); /* standard normal (Box-Muller) */
+
+/* H [n, n] = 2/T X^T X (double, malloc'd) for T rows of correlated activations with a few
+ * large-magnitude channels (as LLM activations have); the columns listed in dead[n_dead] are
+ * all zero, so their H row and column are. */
+double *tu_random_hessian(int64_t n, int64_t T, const int64_t *dead, int n_dead);
+
 /* Standard runner: runs the suite, prints the summary, returns the exit code. */
 int tu_run_suite(Suite *s);
 
