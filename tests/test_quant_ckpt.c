@@ -12,49 +12,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return *s >> 33;
-}
-
-static bool exists(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-static char *pj(const char *a, const char *b)
-{
-    char *p = llmsq_path_join(a, b);
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-
-static void sh(const char *fmt, const char *a, const char *b)
-{
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, fmt, a, b);
-    ck_assert_msg(system(cmd) == 0, "%s", cmd);
-}
-
-static json_t *load_json(const char *dir, const char *name)
-{
-    char *p = pj(dir, name);
-    json_error_t e;
-    json_t *j = json_load_file(p, 0, &e);
-    ck_assert_msg(j != NULL, "%s: %s", p, e.text);
-    free(p);
-    return j;
-}
-
-static void put_json(const char *dir, const char *name, const char *text)
-{
-    char *p = pj(dir, name);
-    tu_write_file(p, text, strlen(text));
-    free(p);
-}
-
 /* ---- the independent decoder (FORMATS.md 2.4 and 4.5, from the text) ---------------------------- */
 
 static uint32_t w32(const uint8_t *p, int64_t k)
@@ -124,16 +81,16 @@ static llmsq_qlinear *rand_q(uint64_t *rng, int64_t out, int64_t in, int b, int6
     llmsq_qlinear *q;
     ck_assert_int_eq(llmsq_qlinear_create(out, in, b, G, sym ? LLMSQ_QGRID_SYM : LLMSQ_QGRID_MINMAX, act, &q), LLMSQ_OK);
     q->act_order = act;
-    for (int64_t k = 0; k < out * in; k++) q->codes[k] = (uint8_t)(rng_next(rng) % (1u << b));
+    for (int64_t k = 0; k < out * in; k++) q->codes[k] = (uint8_t)(tu_lcg_next(rng) % (1u << b));
     for (int64_t k = 0; k < out * q->n_groups; k++) {
-        q->zeros[k] = sym ? 1 << (b - 1) : zmin + (int32_t)(rng_next(rng) % (uint64_t)((1 << b) - zmin));
-        q->scales[k] = llmsq_f16_to_f32((uint16_t)(0x1400 + rng_next(rng) % 0x2400)); /* ~6e-5 .. 1 */
+        q->zeros[k] = sym ? 1 << (b - 1) : zmin + (int32_t)(tu_lcg_next(rng) % (uint64_t)((1 << b) - zmin));
+        q->scales[k] = llmsq_f16_to_f32((uint16_t)(0x1400 + tu_lcg_next(rng) % 0x2400)); /* ~6e-5 .. 1 */
     }
     if (act) { /* groups formed over a random column order, as act-order does */
         int64_t *perm = malloc((size_t)in * sizeof *perm);
         for (int64_t i = 0; i < in; i++) perm[i] = i;
         for (int64_t i = in - 1; i > 0; i--) {
-            int64_t j = (int64_t)(rng_next(rng) % (uint64_t)(i + 1)), t = perm[i];
+            int64_t j = (int64_t)(tu_lcg_next(rng) % (uint64_t)(i + 1)), t = perm[i];
             perm[i] = perm[j];
             perm[j] = t;
         }
@@ -232,7 +189,7 @@ START_TEST(test_pack_vs_decoder)
                                            : llmsq_ct_config(&sc, ign);
     json_decref(ign);
     json_t *root = json_pack("{s:o}", "quantization_config", qc);
-    char *cfgp = pj(dir, "config.json");
+    char *cfgp = tu_path(dir, "config.json");
     ck_assert_int_eq(json_dump_file(root, cfgp, 0), 0);
     ck_assert_msg(llmsq_quantized_checkpoint_import(s, cfgp) == LLMSQ_OK, "%s", llmsq_last_error());
     const llmsq_qlinear *r = llmsq_store_get_qlinear(s, "m.lin.weight");
@@ -243,7 +200,7 @@ START_TEST(test_pack_vs_decoder)
     ck_assert(r->g_idx != NULL || !sc.g_idx);
     json_decref(root);
     llmsq_store_destroy(s);
-    sh("rm -rf '%s'%s", dir, "");
+    tu_sh("rm -rf '%s'%s", dir, "");
     free(cfgp);
     free(dir);
     for (int k = 0; k < n; k++) free(bufs[k]);
@@ -365,14 +322,14 @@ static void assert_model_equal(llmsq_store *orig, const char *dir)
 /* manifest.json lists every other file with its sha256, recomputed here in one shot. */
 static void assert_manifest(const char *dir)
 {
-    json_t *man = load_json(dir, "manifest.json"), *outs = json_object_get(man, "outputs");
+    json_t *man = tu_load_json(dir, "manifest.json"), *outs = json_object_get(man, "outputs");
     ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(man, "flags"), "bits")), 4);
     DIR *d = opendir(dir);
     struct dirent *e;
     size_t files = 0;
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.' || strcmp(e->d_name, "manifest.json") == 0) continue;
-        char *p = pj(dir, e->d_name), *data, hex[65];
+        char *p = tu_path(dir, e->d_name), *data, hex[65];
         size_t n;
         ck_assert_int_eq(llmsq_read_file(p, &data, &n), LLMSQ_OK);
         llmsq_sha256_hex(data, n, hex);
@@ -393,7 +350,7 @@ static void assert_dirs_identical(const char *a, const char *b)
     size_t n = 0;
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
-        char *pa = pj(a, e->d_name), *pb = pj(b, e->d_name), *da, *db;
+        char *pa = tu_path(a, e->d_name), *pb = tu_path(b, e->d_name), *da, *db;
         size_t na, nb;
         ck_assert_int_eq(llmsq_read_file(pa, &da, &na), LLMSQ_OK);
         ck_assert_msg(llmsq_read_file(pb, &db, &nb) == LLMSQ_OK, "%s", pb);
@@ -407,7 +364,7 @@ static void assert_dirs_identical(const char *a, const char *b)
 
 static llmsq_store *open_copy(const char *src, const char *model, llmsq_config *cfg)
 {
-    sh("cp -r '%s' '%s'", src, model);
+    tu_sh("cp -r '%s' '%s'", src, model);
     llmsq_store *s;
     llmsq_tokenizer *tok;
     ck_assert_msg(llmsq_checkpoint_open(model, &s, cfg, &tok) == LLMSQ_OK, "%s", llmsq_last_error());
@@ -418,8 +375,8 @@ static llmsq_store *open_copy(const char *src, const char *model, llmsq_config *
 START_TEST(test_stories_gptq)
 {
     TU_SHARED_OR_SKIP(src, "models/stories260K/hf");
-    char *dir = tu_tmpdir("qck_gptq"), *model = pj(dir, "src"), *out = pj(dir, "out"), *out2 = pj(dir, "out2");
-    char *tmp = pj(dir, "out.tmp");
+    char *dir = tu_tmpdir("qck_gptq"), *model = tu_path(dir, "src"), *out = tu_path(dir, "out"), *out2 = tu_path(dir, "out2");
+    char *tmp = tu_path(dir, "out.tmp");
     llmsq_config cfg;
     llmsq_store *s = open_copy(src, model, &cfg);
     llmsq_quant_params qp = {.bits = 4, .group_size = 32, .damp = 0.01, .block_size = 128};
@@ -431,9 +388,9 @@ START_TEST(test_stories_gptq)
     ck_assert_msg(strstr(llmsq_last_error(), "model.layers.0.mlp.down_proj.weight") &&
                   strstr(llmsq_last_error(), "in_features = 172") && strstr(llmsq_last_error(), "gate_proj"),
                   "%s", llmsq_last_error());
-    ck_assert(!exists(out) && !exists(tmp));
+    ck_assert(!tu_exists(out) && !tu_exists(tmp));
     llmsq_store_destroy(s);
-    sh("rm -rf '%s'%s", model, "");
+    tu_sh("rm -rf '%s'%s", model, "");
 
     /* Attention only, 4-bit asymmetric, act-order on q_proj: the MLP stays float. */
     s = open_copy(src, model, &cfg);
@@ -441,8 +398,8 @@ START_TEST(test_stories_gptq)
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     assert_model_equal(s, out);
     assert_manifest(out);
-    json_t *c = load_json(out, "config.json"), *qc = json_object_get(c, "quantization_config");
-    json_t *qc2 = load_json(out, "quantize_config.json");
+    json_t *c = tu_load_json(out, "config.json"), *qc = json_object_get(c, "quantization_config");
+    json_t *qc2 = tu_load_json(out, "quantize_config.json");
     ck_assert(json_equal(qc, qc2));
     ck_assert_str_eq(json_string_value(json_object_get(qc, "quant_method")), "gptq");
     ck_assert_str_eq(json_string_value(json_object_get(qc, "checkpoint_format")), "gptq");
@@ -456,7 +413,7 @@ START_TEST(test_stories_gptq)
     ck_assert_int_eq(json_integer_value(json_object_get(c, "hidden_size")), 64); /* the source's fields stay */
     ck_assert(json_is_true(json_object_get(c, "tie_word_embeddings")));
     for (const char *f = "tokenizer.model"; f; f = strcmp(f, "tokenizer.model") == 0 ? "generation_config.json" : NULL) {
-        char *a = pj(model, f), *b = pj(out, f), *da, *db;
+        char *a = tu_path(model, f), *b = tu_path(out, f), *da, *db;
         size_t na, nb;
         ck_assert_int_eq(llmsq_read_file(a, &da, &na), LLMSQ_OK);
         ck_assert_int_eq(llmsq_read_file(b, &db, &nb), LLMSQ_OK);
@@ -468,22 +425,22 @@ START_TEST(test_stories_gptq)
     /* Determinism, and the same model in small shards. */
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out2, s, &cfg, &p), LLMSQ_OK);
     assert_dirs_identical(out, out2);
-    sh("rm -rf '%s'%s", out2, "");
+    tu_sh("rm -rf '%s'%s", out2, "");
     ck_assert_int_eq(llmsq_qckpt_write_sharded(out2, s, &cfg, &p, 60000), LLMSQ_OK);
-    char *idx = pj(out2, "model.safetensors.index.json");
-    ck_assert(exists(idx) && !exists(tmp));
+    char *idx = tu_path(out2, "model.safetensors.index.json");
+    ck_assert(tu_exists(idx) && !tu_exists(tmp));
     assert_model_equal(s, out2);
     free(idx);
     llmsq_store_destroy(s);
-    sh("rm -rf '%s' '%s'", model, out);
-    sh("rm -rf '%s'%s", out2, "");
+    tu_sh("rm -rf '%s' '%s'", model, out);
+    tu_sh("rm -rf '%s'%s", out2, "");
 
     /* 8-bit symmetric, every linear (172 = 43 * 4 packs), partial last group of down_proj. */
     s = open_copy(src, model, &cfg);
     rtn_store(s, cfg.n_layers, 8, 32, true, false, false, 3);
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     assert_model_equal(s, out);
-    c = load_json(out, "config.json");
+    c = tu_load_json(out, "config.json");
     qc = json_object_get(c, "quantization_config");
     ck_assert(json_is_true(json_object_get(qc, "sym")) && !json_object_get(qc, "modules_in_block_to_quantize"));
     json_decref(c);
@@ -495,7 +452,7 @@ START_TEST(test_stories_gptq)
     ck_assert_uint_eq(w32(qz->data, 5), 0x7F7F7F7Fu);
     llmsq_store_destroy(raw);
     llmsq_store_destroy(s);
-    sh("rm -rf '%s'%s", dir, "");
+    tu_sh("rm -rf '%s'%s", dir, "");
     free(src), free(dir), free(model), free(out), free(out2), free(tmp);
 }
 END_TEST
@@ -503,7 +460,7 @@ END_TEST
 START_TEST(test_stories_ct)
 {
     TU_SHARED_OR_SKIP(src, "models/stories260K/hf");
-    char *dir = tu_tmpdir("qck_ct"), *model = pj(dir, "src"), *out = pj(dir, "out"), *out2 = pj(dir, "out2");
+    char *dir = tu_tmpdir("qck_ct"), *model = tu_path(dir, "src"), *out = tu_path(dir, "out"), *out2 = tu_path(dir, "out2");
     llmsq_config cfg;
     llmsq_store *s = open_copy(src, model, &cfg);
     llmsq_ckpt_write_params p = {.format = LLMSQ_CKPT_COMPRESSED_TENSORS, .source = model, .manifest_json = "{\"flags\": {\"bits\": 4}}"};
@@ -511,7 +468,7 @@ START_TEST(test_stories_ct)
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     assert_model_equal(s, out);
     assert_manifest(out);
-    json_t *c = load_json(out, "config.json"), *qc = json_object_get(c, "quantization_config");
+    json_t *c = tu_load_json(out, "config.json"), *qc = json_object_get(c, "quantization_config");
     json_t *w = json_object_get(json_object_get(json_object_get(qc, "config_groups"), "group_0"), "weights");
     ck_assert_str_eq(json_string_value(json_object_get(qc, "quant_method")), "compressed-tensors");
     ck_assert_str_eq(json_string_value(json_object_get(qc, "format")), "pack-quantized");
@@ -522,28 +479,28 @@ START_TEST(test_stories_ct)
     ck_assert_str_eq(json_string_value(json_object_get(w, "actorder")), "group");
     json_t *ign = json_pack("[s]", "lm_head");
     ck_assert(json_equal(json_object_get(qc, "ignore"), ign));
-    char *qcf = pj(out, "quantize_config.json");
-    ck_assert(!exists(qcf));
+    char *qcf = tu_path(out, "quantize_config.json");
+    ck_assert(!tu_exists(qcf));
     free(qcf);
     json_decref(ign), json_decref(c);
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out2, s, &cfg, &p), LLMSQ_OK);
     assert_dirs_identical(out, out2);
     llmsq_store_destroy(s);
-    sh("rm -rf '%s' '%s'", model, out);
+    tu_sh("rm -rf '%s' '%s'", model, out);
 
     /* 8-bit per channel, symmetric: no zero points, group_size null. */
     s = open_copy(src, model, &cfg);
     rtn_store(s, cfg.n_layers, 8, -1, true, false, false, 5);
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out, s, &cfg, &p), LLMSQ_OK);
     assert_model_equal(s, out);
-    c = load_json(out, "config.json");
+    c = tu_load_json(out, "config.json");
     w = json_object_get(json_object_get(json_object_get(json_object_get(c, "quantization_config"), "config_groups"),
                                         "group_0"), "weights");
     ck_assert_str_eq(json_string_value(json_object_get(w, "strategy")), "channel");
     ck_assert(json_is_null(json_object_get(w, "group_size")) && json_is_true(json_object_get(w, "symmetric")));
     json_decref(c);
     llmsq_store_destroy(s);
-    sh("rm -rf '%s'%s", dir, "");
+    tu_sh("rm -rf '%s'%s", dir, "");
     free(src), free(dir), free(model), free(out), free(out2);
 }
 END_TEST
@@ -553,9 +510,9 @@ END_TEST
 /* A two-linear store (4-bit, group 16) and a source directory with a bare config.json. */
 static llmsq_store *small_store(const char *dir, int zmin, char **source)
 {
-    *source = pj(dir, "src");
-    sh("mkdir -p '%s'%s", *source, "");
-    put_json(*source, "config.json", "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\"}");
+    *source = tu_path(dir, "src");
+    tu_sh("mkdir -p '%s'%s", *source, "");
+    tu_put_json(*source, "config.json", "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\"}");
     llmsq_store *s = llmsq_store_create();
     uint64_t rng = 7;
     ck_assert_int_eq(llmsq_store_put_qlinear(s, "model.layers.0.self_attn.q_proj.weight",
@@ -587,7 +544,7 @@ static void rewrite_st(const char *dir, const char *drop, const char *reshape)
         ptrs[k] = &ts[k];
         k++;
     }
-    char *path = pj(dir, "model.safetensors"), *tmp = pj(dir, "new.safetensors");
+    char *path = tu_path(dir, "model.safetensors"), *tmp = tu_path(dir, "new.safetensors");
     ck_assert_int_eq(llmsq_safetensors_write(tmp, ptrs, k, NULL, 0), LLMSQ_OK);
     ck_assert_int_eq(rename(tmp, path), 0);
     free(path), free(tmp), free(ts), free(ptrs);
@@ -598,7 +555,7 @@ static llmsq_status import_dir(const char *dir)
 {
     llmsq_store *s = llmsq_store_create();
     llmsq_status st = llmsq_safetensors_read_dir(s, dir);
-    char *cfg = pj(dir, "config.json");
+    char *cfg = tu_path(dir, "config.json");
     if (st == LLMSQ_OK) st = llmsq_quantized_checkpoint_import(s, cfg);
     free(cfg);
     llmsq_store_destroy(s);
@@ -607,7 +564,7 @@ static llmsq_status import_dir(const char *dir)
 
 START_TEST(test_bad_input)
 {
-    char *dir = tu_tmpdir("qck_bad"), *source, *out = pj(dir, "out"), *tmp = pj(dir, "out.tmp");
+    char *dir = tu_tmpdir("qck_bad"), *source, *out = tu_path(dir, "out"), *tmp = tu_path(dir, "out.tmp");
     llmsq_store *s = small_store(dir, 1, &source);
     llmsq_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -617,30 +574,30 @@ START_TEST(test_bad_input)
 
     /* out dir not empty -> ARG, nothing left behind */
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out, s, &cfg, &p), LLMSQ_STATUS_ARG);
-    ck_assert(!exists(tmp));
+    ck_assert(!tu_exists(tmp));
 
     rewrite_st(out, NULL, "model.layers.0.self_attn.q_proj.qweight");
     ck_assert_int_eq(import_dir(out), LLMSQ_STATUS_FORMAT);
     ck_assert_msg(strstr(llmsq_last_error(), "model.layers.0.self_attn.q_proj.qweight"), "%s", llmsq_last_error());
-    sh("rm -rf '%s'%s", out, "");
+    tu_sh("rm -rf '%s'%s", out, "");
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out, s, &cfg, &p), LLMSQ_OK);
     rewrite_st(out, "model.layers.0.self_attn.k_proj.scales", NULL);
     ck_assert_int_eq(import_dir(out), LLMSQ_STATUS_FORMAT);
     ck_assert_msg(strstr(llmsq_last_error(), "model.layers.0.self_attn.k_proj.scales"), "%s", llmsq_last_error());
 
-    put_json(out, "config.json", "{\"quantization_config\": {\"quant_method\": \"foo-quant\", \"bits\": 4}}");
+    tu_put_json(out, "config.json", "{\"quantization_config\": {\"quant_method\": \"foo-quant\", \"bits\": 4}}");
     ck_assert_int_eq(import_dir(out), LLMSQ_STATUS_UNSUPPORTED);
     ck_assert_msg(strstr(llmsq_last_error(), "foo-quant"), "%s", llmsq_last_error());
-    put_json(out, "config.json", "{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
+    tu_put_json(out, "config.json", "{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
              "\"marlin-24\", \"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": "
              "{\"num_bits\": 4}}}}}");
     ck_assert_int_eq(import_dir(out), LLMSQ_STATUS_UNSUPPORTED);
     ck_assert_msg(strstr(llmsq_last_error(), "marlin-24"), "%s", llmsq_last_error());
-    put_json(out, "config.json", "{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, "
+    tu_put_json(out, "config.json", "{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, "
              "\"group_size\": 16, \"checkpoint_format\": \"marlin\"}}");
     ck_assert_int_eq(import_dir(out), LLMSQ_STATUS_UNSUPPORTED);
     ck_assert_msg(strstr(llmsq_last_error(), "marlin"), "%s", llmsq_last_error());
-    sh("rm -rf '%s'%s", out, "");
+    tu_sh("rm -rf '%s'%s", out, "");
 
     /* Compressed-tensors takes 4 and 8 bits only. */
     llmsq_store *s3 = llmsq_store_create();
@@ -665,7 +622,7 @@ START_TEST(test_bad_input)
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out, s0, &cfg, &p), LLMSQ_STATUS_UNSUPPORTED);
     ck_assert_msg(strstr(llmsq_last_error(), "k_proj") && strstr(llmsq_last_error(), "zero_min_one"), "%s",
                   llmsq_last_error());
-    ck_assert(!exists(out) && !exists(tmp));
+    ck_assert(!tu_exists(out) && !tu_exists(tmp));
     llmsq_store_destroy(s0);
 
     /* A failure after the directory was started (a name safetensors rejects) leaves nothing. */
@@ -673,9 +630,9 @@ START_TEST(test_bad_input)
     ck_assert_int_eq(llmsq_store_put(s, "__metadata__", LLMSQ_DTYPE_F32, 1, one, calloc(1, 4)), LLMSQ_OK);
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out, s, &cfg, &p), LLMSQ_STATUS_ARG);
     ck_assert_msg(strstr(llmsq_last_error(), "__metadata__"), "%s", llmsq_last_error());
-    ck_assert(!exists(out) && !exists(tmp));
+    ck_assert(!tu_exists(out) && !tu_exists(tmp));
     llmsq_store_destroy(s);
-    sh("rm -rf '%s'%s", dir, "");
+    tu_sh("rm -rf '%s'%s", dir, "");
     free(dir), free(source), free(out), free(tmp);
 }
 END_TEST
@@ -710,13 +667,13 @@ START_TEST(test_import_v2_foreign)
         ts[k].nbytes = llmsq_dtype_nbytes(ts[k].dtype, ts[k].ndim == 1 ? ts[k].shape[0] : ts[k].shape[0] * ts[k].shape[1]);
         ptrs[k] = &ts[k];
     }
-    char *dir = tu_tmpdir("qck_v2"), *st = pj(dir, "model.safetensors");
+    char *dir = tu_tmpdir("qck_v2"), *st = tu_path(dir, "model.safetensors");
     ck_assert_int_eq(llmsq_safetensors_write(st, ptrs, 5, NULL, 0), LLMSQ_OK);
-    put_json(dir, "config.json", "{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 16, "
+    tu_put_json(dir, "config.json", "{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 16, "
              "\"desc_act\": true, \"sym\": false, \"format\": \"gptq_v2\", \"pack_dtype\": \"int32\"}}");
     llmsq_store *s = llmsq_store_create();
     ck_assert_int_eq(llmsq_safetensors_read_dir(s, dir), LLMSQ_OK);
-    char *cfgp = pj(dir, "config.json");
+    char *cfgp = tu_path(dir, "config.json");
     ck_assert_msg(llmsq_quantized_checkpoint_import(s, cfgp) == LLMSQ_OK, "%s", llmsq_last_error());
     const llmsq_qlinear *r = llmsq_store_get_qlinear(s, "m.l.weight");
     ck_assert(r && r->act_order && r->g_idx);
@@ -724,7 +681,7 @@ START_TEST(test_import_v2_foreign)
     llmsq_qlinear_dequant(r, W);
     assert_same_dequant(q, W, "gptq_v2 import");
     llmsq_store_destroy(s);
-    sh("rm -rf '%s'%s", dir, "");
+    tu_sh("rm -rf '%s'%s", dir, "");
     free(W), free(cfgp), free(st), free(dir), free(qw), free(qz), free(sc), free(bias), free(gi);
     llmsq_qlinear_free(q);
 }
@@ -751,8 +708,8 @@ START_TEST(test_ct_multi_group)
             ck_assert_int_eq(llmsq_store_put(s, name, pt[k].dtype, pt[k].ndim, pt[k].shape, bufs[k]), LLMSQ_OK);
         }
     }
-    char *dir = tu_tmpdir("qck_multi"), *cfgp = pj(dir, "config.json");
-    put_json(dir, "config.json", "{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
+    char *dir = tu_tmpdir("qck_multi"), *cfgp = tu_path(dir, "config.json");
+    tu_put_json(dir, "config.json", "{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
              "\"pack-quantized\", \"quantization_status\": \"compressed\", \"config_groups\": {"
              "\"group_1\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": 4, \"symmetric\": false, "
              "\"strategy\": \"group\", \"group_size\": 128}},"
@@ -770,7 +727,7 @@ START_TEST(test_ct_multi_group)
         assert_same_dequant(lin[l].q, W, name);
     }
     llmsq_store_destroy(s);
-    sh("rm -rf '%s'%s", dir, "");
+    tu_sh("rm -rf '%s'%s", dir, "");
     free(dir), free(cfgp);
     llmsq_qlinear_free(a), llmsq_qlinear_free(b);
 }

@@ -14,49 +14,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return *s >> 33;
-}
-
-static bool exists(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-static char *pj(const char *a, const char *b)
-{
-    char *p = llmsq_path_join(a, b);
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-
-static void sh(const char *fmt, const char *a, const char *b)
-{
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, fmt, a, b);
-    ck_assert_msg(system(cmd) == 0, "%s", cmd);
-}
-
-static json_t *load_json(const char *dir, const char *name)
-{
-    char *p = pj(dir, name);
-    json_error_t e;
-    json_t *j = json_load_file(p, 0, &e);
-    ck_assert_msg(j != NULL, "%s: %s", p, e.text);
-    free(p);
-    return j;
-}
-
-static void put_json(const char *dir, const char *name, const char *text)
-{
-    char *p = pj(dir, name);
-    tu_write_file(p, text, strlen(text));
-    free(p);
-}
-
 /* ---- the independent decoder (FORMATS.md 4.5, from the text) -------------------------------------- */
 
 static float f32_at(const uint8_t *p, int64_t k)
@@ -179,20 +136,20 @@ START_TEST(test_random)
     uint64_t rng = 42;
     for (int it = 0; it < 40; it++) {
         const bool two4 = it % 2;
-        int64_t R = 1 + (int64_t)(rng_next(&rng) % 9), C = two4 ? 4 * (1 + (int64_t)(rng_next(&rng) % 9))
-                                                                  : 1 + (int64_t)(rng_next(&rng) % 37);
+        int64_t R = 1 + (int64_t)(tu_lcg_next(&rng) % 9), C = two4 ? 4 * (1 + (int64_t)(tu_lcg_next(&rng) % 9))
+                                                                  : 1 + (int64_t)(tu_lcg_next(&rng) % 37);
         float *W = malloc((size_t)(R * C) * 4), *D = malloc((size_t)(R * C) * 4);
-        for (int64_t i = 0; i < R * C; i++) W[i] = ((float)(rng_next(&rng) % 2001) - 1000.0f) / 128.0f;
+        for (int64_t i = 0; i < R * C; i++) W[i] = ((float)(tu_lcg_next(&rng) % 2001) - 1000.0f) / 128.0f;
         if (two4) {
             for (int64_t g = 0; g < R * C; g += 4) { /* keep 0, 1 or 2 of 4 at random places */
-                int keep = (int)(rng_next(&rng) % 3);
-                int a = (int)(rng_next(&rng) % 4), b2 = (a + 1 + (int)(rng_next(&rng) % 3)) % 4;
+                int keep = (int)(tu_lcg_next(&rng) % 3);
+                int a = (int)(tu_lcg_next(&rng) % 4), b2 = (a + 1 + (int)(tu_lcg_next(&rng) % 3)) % 4;
                 for (int j = 0; j < 4; j++)
                     if (!((keep >= 1 && j == a) || (keep == 2 && j == b2))) W[g + j] = 0;
             }
         } else {
             for (int64_t i = 0; i < R * C; i++)
-                if (rng_next(&rng) % 2) W[i] = 0;
+                if (tu_lcg_next(&rng) % 2) W[i] = 0;
             if (R > 2)
                 for (int64_t c = 0; c < C; c++) W[C + c] = 0; /* an empty row */
         }
@@ -316,7 +273,7 @@ static void assert_dirs_identical(const char *a, const char *b)
     size_t n = 0;
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
-        char *pa = pj(a, e->d_name), *pb = pj(b, e->d_name), *da, *db;
+        char *pa = tu_path(a, e->d_name), *pb = tu_path(b, e->d_name), *da, *db;
         size_t na, nb;
         ck_assert_int_eq(llmsq_read_file(pa, &da, &na), LLMSQ_OK);
         ck_assert_msg(llmsq_read_file(pb, &db, &nb) == LLMSQ_OK, "%s", pb);
@@ -330,8 +287,8 @@ static void assert_dirs_identical(const char *a, const char *b)
 
 static llmsq_store *open_copy(const char *src, const char *model, llmsq_config *cfg)
 {
-    sh("rm -rf '%s'%s", model, "");
-    sh("cp -r '%s' '%s'", src, model);
+    tu_sh("rm -rf '%s'%s", model, "");
+    tu_sh("cp -r '%s' '%s'", src, model);
     llmsq_store *s;
     llmsq_tokenizer *tok;
     ck_assert_msg(llmsq_checkpoint_open(model, &s, cfg, &tok) == LLMSQ_OK, "%s", llmsq_last_error());
@@ -357,7 +314,7 @@ static void patch_tensor(const char *dir, const char *name, size_t at, const voi
     ck_assert_uint_le(at + n, t->nbytes);
     uint64_t off = t->file_offset + at;
     llmsq_store_destroy(s);
-    char *p = pj(dir, "model.safetensors");
+    char *p = tu_path(dir, "model.safetensors");
     FILE *f = fopen(p, "r+b");
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(fseek(f, (long)off, SEEK_SET), 0);
@@ -386,8 +343,8 @@ static const char *const *name_ptrs(char names[][96], size_t n)
 START_TEST(test_stories_24)
 {
     TU_SHARED_OR_SKIP(src, "models/stories260K/hf");
-    char *dir = tu_tmpdir("sp_24"), *model = pj(dir, "src"), *out = pj(dir, "out"), *out2 = pj(dir, "out2");
-    char *dense = pj(dir, "dense");
+    char *dir = tu_tmpdir("sp_24"), *model = tu_path(dir, "src"), *out = tu_path(dir, "out"), *out2 = tu_path(dir, "out2");
+    char *dense = tu_path(dir, "dense");
     llmsq_config cfg;
     llmsq_store *s = open_copy(src, model, &cfg);
     static char names[64][96];
@@ -397,7 +354,7 @@ START_TEST(test_stories_24)
                                  .n_sparse_modules = n, .sparse_n = 2, .sparse_m = 4, .global_sparsity = 0.4};
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     assert_model_equal(s, out, false);
-    json_t *c = load_json(out, "config.json"), *qc = json_object_get(c, "quantization_config");
+    json_t *c = tu_load_json(out, "config.json"), *qc = json_object_get(c, "quantization_config");
     json_t *sp = json_object_get(qc, "sparsity_config");
     ck_assert_str_eq(json_string_value(json_object_get(qc, "quant_method")), "compressed-tensors");
     ck_assert_str_eq(json_string_value(json_object_get(sp, "format")), "sparse-24-bitmask");
@@ -454,7 +411,7 @@ START_TEST(test_stories_24)
     p.sparse_format = LLMSQ_SPARSE_DENSE;
     ck_assert_msg(llmsq_quantized_checkpoint_write(dense, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     assert_model_equal(s, dense, false);
-    c = load_json(dense, "config.json");
+    c = tu_load_json(dense, "config.json");
     ck_assert_str_eq(json_string_value(json_object_get(json_object_get(json_object_get(c, "quantization_config"),
                                                                        "sparsity_config"), "format")), "dense");
     json_decref(c);
@@ -470,7 +427,7 @@ START_TEST(test_stories_24)
                   strstr(llmsq_last_error(), "row 5") && strstr(llmsq_last_error(), "2:4"), "%s", llmsq_last_error());
 
     llmsq_store_destroy(s);
-    sh("rm -rf '%s'%s", dir, "");
+    tu_sh("rm -rf '%s'%s", dir, "");
     free(src), free(dir), free(model), free(out), free(out2), free(dense);
 }
 END_TEST
@@ -478,7 +435,7 @@ END_TEST
 START_TEST(test_stories_unstructured)
 {
     TU_SHARED_OR_SKIP(src, "models/stories260K/hf");
-    char *dir = tu_tmpdir("sp_un"), *model = pj(dir, "src"), *out = pj(dir, "out"), *out2 = pj(dir, "out2");
+    char *dir = tu_tmpdir("sp_un"), *model = tu_path(dir, "src"), *out = tu_path(dir, "out"), *out2 = tu_path(dir, "out2");
     llmsq_config cfg;
     llmsq_store *s = open_copy(src, model, &cfg);
     static char names[64][96];
@@ -493,7 +450,7 @@ START_TEST(test_stories_unstructured)
                                  .n_sparse_modules = k, .global_sparsity = 0.25};
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     assert_model_equal(s, out, false);
-    json_t *c = load_json(out, "config.json"), *sp = json_object_get(json_object_get(c, "quantization_config"),
+    json_t *c = tu_load_json(out, "config.json"), *sp = json_object_get(json_object_get(c, "quantization_config"),
                                                                       "sparsity_config");
     ck_assert_str_eq(json_string_value(json_object_get(sp, "format")), "sparse-bitmask");
     ck_assert_str_eq(json_string_value(json_object_get(sp, "sparsity_structure")), "unstructured");
@@ -527,7 +484,7 @@ START_TEST(test_stories_unstructured)
     ck_assert_int_eq(open_status(out), LLMSQ_STATUS_FORMAT);
     ck_assert_msg(strstr(llmsq_last_error(), "model.layers.3.mlp.up_proj.row_offsets"), "%s", llmsq_last_error());
     /* Bitmask popcount != len(compressed). */
-    sh("rm -rf '%s'%s", out, "");
+    tu_sh("rm -rf '%s'%s", out, "");
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out, s, &cfg, &p), LLMSQ_OK);
     uint8_t byte;
     read_tensor(out, "model.layers.0.mlp.gate_proj.bitmask", 0, &byte, 1);
@@ -537,12 +494,12 @@ START_TEST(test_stories_unstructured)
     ck_assert_msg(strstr(llmsq_last_error(), "model.layers.0.mlp.gate_proj"), "%s", llmsq_last_error());
 
     /* A config that claims 2:4 for an unstructured checkpoint fails on load, naming a tensor. */
-    sh("rm -rf '%s'%s", out, "");
+    tu_sh("rm -rf '%s'%s", out, "");
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out, s, &cfg, &p), LLMSQ_OK);
-    c = load_json(out, "config.json");
+    c = tu_load_json(out, "config.json");
     sp = json_object_get(json_object_get(c, "quantization_config"), "sparsity_config");
     json_object_set_new(sp, "sparsity_structure", json_string("2:4"));
-    char *cp2 = pj(out, "config.json");
+    char *cp2 = tu_path(out, "config.json");
     ck_assert_int_eq(json_dump_file(c, cp2, JSON_INDENT(2)), 0);
     free(cp2);
     json_decref(c);
@@ -551,7 +508,7 @@ START_TEST(test_stories_unstructured)
                   strstr(llmsq_last_error(), "2:4") && strstr(llmsq_last_error(), "row "), "%s", llmsq_last_error());
 
     llmsq_store_destroy(s);
-    sh("rm -rf '%s'%s", dir, "");
+    tu_sh("rm -rf '%s'%s", dir, "");
     free(src), free(dir), free(model), free(out), free(out2);
 }
 END_TEST
@@ -559,7 +516,7 @@ END_TEST
 START_TEST(test_stories_sparse_quant)
 {
     TU_SHARED_OR_SKIP(src, "models/stories260K/hf");
-    char *dir = tu_tmpdir("sp_q"), *model = pj(dir, "src"), *out = pj(dir, "out"), *out2 = pj(dir, "out2");
+    char *dir = tu_tmpdir("sp_q"), *model = tu_path(dir, "src"), *out = tu_path(dir, "out"), *out2 = tu_path(dir, "out2");
     llmsq_config cfg;
     llmsq_store *s = open_copy(src, model, &cfg);
     static char names[64][96];
@@ -570,7 +527,7 @@ START_TEST(test_stories_sparse_quant)
                                  .n_sparse_modules = n, .sparse_n = 2, .sparse_m = 4, .global_sparsity = 0.45};
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     assert_model_equal(s, out, true);
-    json_t *c = load_json(out, "config.json"), *qc = json_object_get(c, "quantization_config");
+    json_t *c = tu_load_json(out, "config.json"), *qc = json_object_get(c, "quantization_config");
     ck_assert_str_eq(json_string_value(json_object_get(qc, "format")), "pack-quantized");
     json_t *sp = json_object_get(qc, "sparsity_config");
     ck_assert_str_eq(json_string_value(json_object_get(sp, "format")), "dense");
@@ -580,7 +537,7 @@ START_TEST(test_stories_sparse_quant)
     assert_dirs_identical(out, out2);
     /* 1:4 is not what the quantized linears hold: the load fails on the first one. */
     json_object_set_new(sp, "sparsity_structure", json_string("1:4"));
-    char *cp = pj(out, "config.json");
+    char *cp = tu_path(out, "config.json");
     ck_assert_int_eq(json_dump_file(c, cp, JSON_INDENT(2)), 0);
     free(cp);
     json_decref(c);
@@ -588,7 +545,7 @@ START_TEST(test_stories_sparse_quant)
     ck_assert_msg(strstr(llmsq_last_error(), "model.layers.0.mlp.down_proj.weight") &&
                   strstr(llmsq_last_error(), "quantized"), "%s", llmsq_last_error());
     llmsq_store_destroy(s);
-    sh("rm -rf '%s'%s", dir, "");
+    tu_sh("rm -rf '%s'%s", dir, "");
     free(src), free(dir), free(model), free(out), free(out2);
 }
 END_TEST
@@ -599,13 +556,13 @@ END_TEST
 static char *hand_dir(const char *dir, const char *fmt, const char *structure, bool drop_shape, int64_t ncomp,
                       uint8_t bm1, int64_t ro1)
 {
-    char *d = pj(dir, "hand");
-    sh("rm -rf '%s'; mkdir -p '%s'", d, d);
+    char *d = tu_path(dir, "hand");
+    tu_sh("rm -rf '%s'; mkdir -p '%s'", d, d);
     char cfg[1024];
     snprintf(cfg, sizeof cfg, "{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
              "\"dense\", \"config_groups\": {}, \"sparsity_config\": {\"format\": \"%s\", \"targets\": [\"Linear\"], "
              "\"ignore\": [\"lm_head\"], \"sparsity_structure\": \"%s\"}}}", fmt, structure);
-    put_json(d, "config.json", cfg);
+    tu_put_json(d, "config.json", cfg);
     const bool two4 = strcmp(fmt, "sparse-24-bitmask") == 0;
     float c4[8] = {0, 1.5f, -2, 3, 4, 0, 5, 6}, cb[8] = {1.5f, -2, 3, 4, 5, 6, 7, 8};
     uint8_t bm[2] = {two4 ? 0x93 : 0x92, bm1};
@@ -621,7 +578,7 @@ static char *hand_dir(const char *dir, const char *fmt, const char *structure, b
     const llmsq_tensor *ptrs[4] = {&t[0], &t[1], &t[2], &t[3]};
     size_t n = two4 ? 3 : 4;
     if (drop_shape) ptrs[2] = ptrs[--n];
-    char *p = pj(d, "model.safetensors");
+    char *p = tu_path(d, "model.safetensors");
     ck_assert_int_eq(llmsq_safetensors_write(p, ptrs, n, NULL, 0), LLMSQ_OK);
     free(p);
     return d;
@@ -631,7 +588,7 @@ static llmsq_status import_dir(const char *dir, llmsq_store **keep)
 {
     llmsq_store *s = llmsq_store_create();
     llmsq_status st = llmsq_safetensors_read_dir(s, dir);
-    char *cfg = pj(dir, "config.json");
+    char *cfg = tu_path(dir, "config.json");
     if (st == LLMSQ_OK) st = llmsq_quantized_checkpoint_import(s, cfg);
     free(cfg);
     if (keep && st == LLMSQ_OK) *keep = s;
@@ -686,16 +643,16 @@ START_TEST(test_bad_input)
     uint64_t rng = 3;
     for (int it = 0; it < 64; it++) {
         char *d = hand_dir(dir, it % 2 ? "sparse-24-bitmask" : "sparse-bitmask", it % 4 < 2 ? "2:4" : "unstructured",
-                           false, (int64_t)(rng_next(&rng) % 8), (uint8_t)rng_next(&rng), (int64_t)(rng_next(&rng) % 9) - 2);
+                           false, (int64_t)(tu_lcg_next(&rng) % 8), (uint8_t)tu_lcg_next(&rng), (int64_t)(tu_lcg_next(&rng) % 9) - 2);
         llmsq_status st = import_dir(d, NULL);
         ck_assert(st == LLMSQ_OK || st == LLMSQ_STATUS_FORMAT);
         free(d);
     }
 
     /* Writer: bad parameters. */
-    char *out = pj(dir, "out"), *source = pj(dir, "src");
-    sh("mkdir -p '%s'%s", source, "");
-    put_json(source, "config.json", "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\"}");
+    char *out = tu_path(dir, "out"), *source = tu_path(dir, "src");
+    tu_sh("mkdir -p '%s'%s", source, "");
+    tu_put_json(source, "config.json", "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\"}");
     llmsq_config cfg;
     memset(&cfg, 0, sizeof cfg);
     s = llmsq_store_create();
@@ -727,7 +684,7 @@ START_TEST(test_bad_input)
     ck_assert_msg(strstr(llmsq_last_error(), "no quantized linear"), "%s", llmsq_last_error());
     p.sparse_format = LLMSQ_SPARSE_24_BITMASK;
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
-    sh("rm -rf '%s'%s", out, "");
+    tu_sh("rm -rf '%s'%s", out, "");
     /* A third nonzero in a group: 2:4 refused (24-bitmask and dense alike), naming the tensor. */
     W[2] = 9, W[3] = 9;
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out, s, &cfg, &p), LLMSQ_STATUS_UNSUPPORTED);
@@ -735,7 +692,7 @@ START_TEST(test_bad_input)
                   "%s", llmsq_last_error());
     p.sparse_format = LLMSQ_SPARSE_DENSE;
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out, s, &cfg, &p), LLMSQ_STATUS_UNSUPPORTED);
-    ck_assert(!exists(out));
+    ck_assert(!tu_exists(out));
     p.sparse_format = LLMSQ_SPARSE_BITMASK, p.sparse_n = p.sparse_m = 0;
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     llmsq_store *s2;
@@ -743,7 +700,7 @@ START_TEST(test_bad_input)
     ck_assert(memcmp(llmsq_store_get(s2, "model.layers.0.mlp.up_proj.weight")->data, W, sizeof k_W) == 0);
     llmsq_store_destroy(s2);
     llmsq_store_destroy(s);
-    sh("rm -rf '%s'%s", dir, "");
+    tu_sh("rm -rf '%s'%s", dir, "");
     free(dir), free(out), free(source);
 }
 END_TEST

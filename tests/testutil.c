@@ -1,6 +1,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,4 +141,47 @@ double *tu_random_hessian(int64_t n, int64_t T, const int64_t *dead, int n_dead)
         }
     free(X);
     return H;
+}
+
+uint64_t tu_lcg_next(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return *s >> 33;
+}
+
+bool tu_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+char *tu_path(const char *a, const char *b)
+{
+    char *p = llmsq_path_join(a, b);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+void tu_sh(const char *fmt, const char *a, const char *b)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, fmt, a, b);
+    ck_assert_msg(system(cmd) == 0, "%s", cmd);
+}
+
+json_t *tu_load_json(const char *dir, const char *name)
+{
+    char *p = tu_path(dir, name);
+    json_error_t e;
+    json_t *j = json_load_file(p, 0, &e);
+    ck_assert_msg(j != NULL, "%s: %s", p, e.text);
+    free(p);
+    return j;
+}
+
+void tu_put_json(const char *dir, const char *name, const char *text)
+{
+    char *p = tu_path(dir, name);
+    tu_write_file(p, text, strlen(text));
+    free(p);
 }

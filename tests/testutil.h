@@ -45,6 +45,18 @@ double   tu_nrand(void); /* standard normal (Box-Muller) */
  * all zero, so their H row and column are. */
 double *tu_random_hessian(int64_t n, int64_t T, const int64_t *dead, int n_dead);
 
+/* A small LCG for fixture bytes: state advanced in place, 31 bits out. */
+uint64_t tu_lcg_next(uint64_t *s);
+bool tu_exists(const char *p);
+/* llmsq_path_join that fails the test when out of memory (malloc'd). */
+char *tu_path(const char *a, const char *b);
+/* Runs a shell command built from fmt with two string arguments; fails the test when it fails. */
+void tu_sh(const char *fmt, const char *a, const char *b);
+/* dir/name parsed as JSON (the test fails on error); caller json_decref()s. */
+struct json_t *tu_load_json(const char *dir, const char *name);
+/* Writes text to dir/name. */
+void tu_put_json(const char *dir, const char *name, const char *text);
+
 /* Standard runner: runs the suite, prints the summary, returns the exit code. */
 int tu_run_suite(Suite *s);
 
