@@ -38,6 +38,11 @@ bool cli_out_dir_ok(const char *out);
 struct json_t;
 llmsq_status cli_hash_inputs(const char *model, struct json_t *obj);
 
+/* Samples the calibration windows of --calib for model m (tokens [nsamples * seqlen],
+ * malloc'd) and records the file, its sha256 and the token stream's in manifest.calibration. */
+llmsq_status cli_calibration(const llmsq_model *m, const char *model, const char *calib,
+                             const llmsq_calib_params *cp, struct json_t *manifest, int32_t **tokens);
+
 /* Prints the actual sparsity of every block linear with exact zeros (and the overall share),
  * when some linear is at least 10% zeros; release: drop each F32 view after reading it (not
  * when a bound model still uses them). */

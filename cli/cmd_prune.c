@@ -175,27 +175,7 @@ int llmsq_cmd_prune(int argc, char **argv)
     json_object_set_new(manifest, "flags", flags);
     json_object_set_new(manifest, "inputs", inputs);
     if ((st = cli_hash_inputs(model, inputs)) != LLMSQ_OK) goto fail;
-    if (calib) {
-        if (!llmsq_model_tokenizer(m)) {
-            st = llmsq_error(LLMSQ_STATUS_ARG, "%s: the model has no tokenizer to encode --calib", model);
-            goto fail;
-        }
-        llmsq_dataset d;
-        if ((st = llmsq_dataset_load(calib, LLMSQ_TEXT_AUTO, &d)) != LLMSQ_OK) goto fail;
-        char hex[65], thex[65];
-        llmsq_sha256_hex(d.raw, d.raw_len, hex);
-        st = llmsq_calib_sample(llmsq_model_tokenizer(m), &d, &cp, &tokens);
-        llmsq_dataset_free(&d);
-        if (st != LLMSQ_OK) {
-            st = llmsq_error_prefix(st, "%s", calib);
-            goto fail;
-        }
-        llmsq_sha256_hex(tokens, (size_t)(cp.nsamples * cp.seqlen) * sizeof *tokens, thex);
-        json_object_set_new(manifest, "calibration",
-                            json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "file", calib, "file_sha256", hex, "nsamples",
-                                      (json_int_t)cp.nsamples, "seqlen", (json_int_t)cp.seqlen, "seed",
-                                      (json_int_t)cp.seed, "token_sha256", thex));
-    }
+    if (calib && (st = cli_calibration(m, model, calib, &cp, manifest, &tokens)) != LLMSQ_OK) goto fail;
     if ((st = llmsq_prune_pass_create(&pp, then_rtn, skip, &pass)) != LLMSQ_OK) goto fail;
     double t0 = llmsq_time_now();
     if ((st = llmsq_calib_run(m, tokens, &cp, llmsq_prune_pass_calib(pass))) != LLMSQ_OK) goto fail;

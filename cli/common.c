@@ -117,3 +117,23 @@ llmsq_status cli_report_sparsity(llmsq_store *s, bool release)
     return LLMSQ_OK;
 }
 
+
+llmsq_status cli_calibration(const llmsq_model *m, const char *model, const char *calib,
+                             const llmsq_calib_params *cp, struct json_t *manifest, int32_t **tokens)
+{
+    if (!llmsq_model_tokenizer(m))
+        return llmsq_error(LLMSQ_STATUS_ARG, "%s: the model has no tokenizer to encode --calib", model);
+    llmsq_dataset d;
+    LLMSQ_TRY(llmsq_dataset_load(calib, LLMSQ_TEXT_AUTO, &d));
+    char hex[65], thex[65];
+    llmsq_sha256_hex(d.raw, d.raw_len, hex);
+    llmsq_status st = llmsq_calib_sample(llmsq_model_tokenizer(m), &d, cp, tokens);
+    llmsq_dataset_free(&d);
+    if (st != LLMSQ_OK) return llmsq_error_prefix(st, "%s", calib);
+    llmsq_sha256_hex(*tokens, (size_t)(cp->nsamples * cp->seqlen) * sizeof **tokens, thex);
+    json_object_set_new(manifest, "calibration",
+                        json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "file", calib, "file_sha256", hex, "nsamples",
+                                  (json_int_t)cp->nsamples, "seqlen", (json_int_t)cp->seqlen, "seed",
+                                  (json_int_t)cp->seed, "token_sha256", thex));
+    return LLMSQ_OK;
+}
