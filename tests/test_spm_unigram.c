@@ -692,6 +692,7 @@ START_TEST(test_bad_charsmap)
         {0, 0, false, "trie size 0"},
         {bn - 1, 'x', true, "strings without a final NUL"},
         {4, 0x1FFFFFu << 10, false, "root offset past the trie"},
+        {4, 0x100, false, "root entered again by byte 0, its leaf past the strings"}, /* found by fuzzing */
         {4 + 4 * (size_t)first, (UNIT(first) & 0x1FFu) | (0x1FFFFFu << 10), false, "child offset past the trie"},
         {4 + 4 * (size_t)leaf, 0x80000000u | 0x7FFFFFF0u, false, "replacement offset past the strings"},
         {4 + 4 * (size_t)leaf, 0x80000000u | (uint32_t)(bn - 4 - trie_size), false, "replacement offset at the end"},

@@ -1,11 +1,13 @@
 /*
  * Tokenizers. Two kinds sit behind one llmsq_tokenizer handle and one API:
  *
- *  - SentencePiece BPE (LLMSQ_TOKENIZER_SPM), as Llama-2-style models use, loaded from a
- *    SentencePiece `.model` (protobuf), a GGUF `tokenizer.ggml.model = "llama"` vocabulary,
- *    or a llama2.c `tokenizer.bin`. Encoding and decoding follow the sentencepiece library
- *    exactly (whitespace normalization, dummy prefix, highest-score-first merges with
- *    leftmost tie-break, byte fallback).
+ *  - SentencePiece (LLMSQ_TOKENIZER_SPM), BPE as Llama-2-style models use, and unigram
+ *    (Viterbi), loaded from a SentencePiece `.model` (protobuf, with its precompiled
+ *    normalization charsmap and denormalizer), a GGUF `tokenizer.ggml.model = "llama"`
+ *    vocabulary, or a llama2.c `tokenizer.bin`. Encoding and decoding follow the
+ *    sentencepiece library (0.2.3) exactly (charsmap, whitespace normalization, dummy prefix,
+ *    highest-score-first merges with leftmost tie-break or the unigram lattice, byte
+ *    fallback).
  *  - Hugging Face `tokenizers` BPE (LLMSQ_TOKENIZER_BPE), loaded from a tokenizer.json,
  *    GPT-2's vocab.json + merges.txt, or a GGUF `tokenizer.ggml.model = "gpt2"` vocabulary.
  *    Encoding follows tokenizers exactly: added/special tokens cut out first (never
@@ -30,7 +32,7 @@ typedef struct llmsq_tokenizer llmsq_tokenizer;
 
 /* Which pipeline a tokenizer runs. */
 typedef enum llmsq_tokenizer_kind {
-    LLMSQ_TOKENIZER_SPM = 1, /* SentencePiece BPE */
+    LLMSQ_TOKENIZER_SPM = 1, /* SentencePiece (BPE or unigram) */
     LLMSQ_TOKENIZER_BPE = 2  /* Hugging Face tokenizers BPE (byte-level or SentencePiece-style) */
 } llmsq_tokenizer_kind;
 
@@ -56,9 +58,9 @@ typedef struct llmsq_spm_options {
 
 LLMSQ_API llmsq_spm_options llmsq_spm_default_options(void);
 
-/* Loads a SentencePiece ModelProto file. Errors: IO, FORMAT (truncated or malformed
- * protobuf, message names the file and byte offset), UNSUPPORTED (a unigram model, or a
- * normalizer with a precompiled charsmap, until the tokenizer issue lands). */
+/* Loads a SentencePiece ModelProto file (BPE or unigram). Errors: IO, FORMAT (truncated or
+ * malformed protobuf or charsmap, the message names the file and byte offset; a unigram model
+ * without an unknown piece), UNSUPPORTED (word and char models). */
 LLMSQ_API llmsq_status llmsq_tokenizer_load_spm(const char *path, llmsq_tokenizer **out);
 
 /* Loads a llama2.c tokenizer.bin holding `vocab_size` entries (the count is not stored in
