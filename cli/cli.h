@@ -43,6 +43,10 @@ llmsq_status cli_hash_inputs(const char *model, struct json_t *obj);
 llmsq_status cli_calibration(const llmsq_model *m, const char *model, const char *calib,
                              const llmsq_calib_params *cp, struct json_t *manifest, int32_t **tokens);
 
+/* --tokenizer PATH: replaces the model's tokenizer with the one at PATH (a tokenizer.json, a
+ * .model, a .gguf, or a directory holding one); NULL = keep the model's. */
+llmsq_status cli_override_tokenizer(llmsq_model *m, const char *path);
+
 /* Prints the actual sparsity of every block linear with exact zeros (and the overall share),
  * when some linear is at least 10% zeros; release: drop each F32 view after reading it (not
  * when a bound model still uses them). */

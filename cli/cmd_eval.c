@@ -18,6 +18,7 @@ static void help(FILE *f)
           "                   stride:N: sliding windows advancing N tokens, every token scored once\n"
           "  --seqlen N       window length (default: the model's context; llamacpp: 512)\n"
           "  --max-windows N  score only the first N windows\n"
+          "  --tokenizer PATH use this tokenizer (tokenizer.json, .model, .gguf, or a directory)\n"
           "  --json           print one JSON object instead of text\n"
           "  --threads N      worker threads (default: all cores)\n"
           "  --quiet          no progress bar\n",
@@ -31,11 +32,12 @@ int llmsq_cmd_eval(int argc, char **argv)
         {"protocol", required_argument, 0, 'P'}, {"seqlen", required_argument, 0, 's'},
         {"max-windows", required_argument, 0, 'w'}, {"json", no_argument, 0, 'j'},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"tokenizer", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *model = NULL, *file = NULL;
     bool json = false;
     int64_t threads = 0;
     llmsq_ppl_params p = llmsq_ppl_default_params();
+    const char *tokenizer = NULL;
     opterr = 0;
     optind = 1;
     int c;
@@ -51,6 +53,7 @@ int llmsq_cmd_eval(int argc, char **argv)
         case 'j': json = true; break;
         case 't': if (!cli_parse_i64("eval", "--threads", optarg, 1, 1024, &threads)) return 2; break;
         case 'q': llmsq_set_quiet(true); break;
+        case 'k': tokenizer = optarg; break;
         case 'h': help(stdout); return 0;
         default: return cli_usage_error("eval", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -64,6 +67,10 @@ int llmsq_cmd_eval(int argc, char **argv)
     llmsq_model *m;
     llmsq_status st = llmsq_model_open(model, &m);
     if (st != LLMSQ_OK) return cli_fail("eval", st);
+    if ((st = cli_override_tokenizer(m, tokenizer)) != LLMSQ_OK) {
+        llmsq_model_free(m);
+        return cli_fail("eval", st);
+    }
     if (!json && (st = cli_report_sparsity(llmsq_model_store(m), false)) != LLMSQ_OK) {
         llmsq_model_free(m);
         return cli_fail("eval", st);

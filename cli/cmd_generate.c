@@ -11,7 +11,8 @@ static void help(FILE *f)
           "Greedy decoding with the KV cache. The prompt is encoded with BOS (an empty or absent\n"
           "prompt starts from BOS alone); the prompt and its continuation are printed as text.\n\n"
           "  --max-tokens N  tokens to generate (stops early at EOS or the model's context)\n"
-          "  --ids           also print the token ids on a second line\n",
+          "  --ids           also print the token ids on a second line\n"
+          "  --tokenizer PATH  use this tokenizer instead of the model's (tokenizer.json, .model, .gguf, dir)\n",
           f);
 }
 
@@ -21,10 +22,11 @@ int llmsq_cmd_generate(int argc, char **argv)
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"max-tokens", required_argument, 0, 'n'}, {"ids", no_argument, 0, 'i'},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"tokenizer", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model = NULL, *prompt = "";
     int64_t max_tokens = -1, threads = 0;
     bool show_ids = false;
+    const char *tokenizer = NULL;
     opterr = 0;
     optind = 1;
     int c;
@@ -36,6 +38,7 @@ int llmsq_cmd_generate(int argc, char **argv)
         case 'i': show_ids = true; break;
         case 't': if (!cli_parse_i64("generate", "--threads", optarg, 1, 1024, &threads)) return 2; break;
         case 'q': llmsq_set_quiet(true); break;
+        case 'k': tokenizer = optarg; break;
         case 'h': help(stdout); return 0;
         default: return cli_usage_error("generate", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -48,6 +51,10 @@ int llmsq_cmd_generate(int argc, char **argv)
     llmsq_model *m;
     llmsq_status st = llmsq_model_open(model, &m);
     if (st != LLMSQ_OK) return cli_fail("generate", st);
+    if ((st = cli_override_tokenizer(m, tokenizer)) != LLMSQ_OK) {
+        llmsq_model_free(m);
+        return cli_fail("generate", st);
+    }
     const llmsq_tokenizer *tok = llmsq_model_tokenizer(m);
     int32_t *ids = NULL, *out = NULL;
     size_t n = 0, n_out = 0;

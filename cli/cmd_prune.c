@@ -18,6 +18,7 @@ static void help(FILE *f)
           "  --skip REGEX         leave linears whose name matches dense (POSIX extended regex)\n"
           "  --calib FILE         calibration text (wanda, sparsegpt, ria); --nsamples, --seqlen, --seed,\n"
           "                       --max-memory as for llmsq quantize (defaults 128, 512, 0)\n"
+          "  --tokenizer PATH     encode --calib with this tokenizer instead of the model's\n"
           "  --damp D             SparseGPT dampening (default 0.01)\n"
           "  --ria-alpha A        RIA activation exponent (default 0.5)\n"
           "  --then-quantize Q    rtn (any method; zeros stay zeros) or gptq (sparsegpt only: quantized\n"
@@ -47,12 +48,13 @@ int llmsq_cmd_prune(int argc, char **argv)
         {"sym", no_argument, 0, O_SYM}, {"asym", no_argument, 0, O_ASYM},
         {"sparse-format", required_argument, 0, O_SFMT}, {"threads", required_argument, 0, O_THREADS},
         {"quiet", no_argument, 0, O_QUIET}, {"true-sequential", no_argument, 0, O_TS},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"tokenizer", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model = NULL, *method = NULL, *out = NULL, *calib = NULL, *skip = NULL, *thenq = NULL, *sfmt = NULL;
     llmsq_prune_params pp = llmsq_prune_default_params();
     llmsq_calib_params cp = llmsq_calib_default_params();
     cp.true_sequential = false; /* the SparseGPT and Wanda harnesses observe a block at once */
     int64_t v, threads = 0;
+    const char *tokenizer = NULL;
     opterr = 0;
     optind = 1;
     int c;
@@ -101,6 +103,7 @@ int llmsq_cmd_prune(int argc, char **argv)
         case O_THREADS: if (!cli_parse_i64("prune", "--threads", optarg, 1, 1024, &threads)) return 2; break;
         case O_QUIET: llmsq_set_quiet(true); break;
         case O_TS: cp.true_sequential = true; break;
+        case 'k': tokenizer = optarg; break;
         case 'h': help(stdout); return 0;
         default: return cli_usage_error("prune", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -153,6 +156,7 @@ int llmsq_cmd_prune(int argc, char **argv)
     size_t n_modules = 0;
     llmsq_status st = llmsq_model_open(model, &m);
     if (st != LLMSQ_OK) goto fail;
+    if ((st = cli_override_tokenizer(m, tokenizer)) != LLMSQ_OK) goto fail;
     const llmsq_config *cfg = llmsq_model_config(m);
     /* an f32 model keeps f32 scales when quantized (see docs/quantization.md) */
     const llmsq_tensor *emb = llmsq_store_get(llmsq_model_store(m), "model.embed_tokens.weight");

@@ -24,6 +24,7 @@ static void help(FILE *f)
           "  --nsamples N         calibration windows (default 128)\n"
           "  --seqlen L           tokens per window (default 512)\n"
           "  --seed S             sampling seed (default 0)\n"
+          "  --tokenizer PATH     encode --calib with this tokenizer instead of the model's\n"
           "  --max-memory SIZE    RAM for calibration activations (e.g. 2G); above it they spill to disk\n"
           "  --ignore REGEX       leave linears whose name matches unquantized (POSIX extended regex,\n"
           "                       e.g. 'mlp\\.down_proj')\n"
@@ -99,12 +100,13 @@ int llmsq_cmd_quantize(int argc, char **argv)
         {"seed", required_argument, 0, O_SEED}, {"max-memory", required_argument, 0, O_MAXMEM},
         {"ignore", required_argument, 0, O_IGNORE}, {"format", required_argument, 0, O_FORMAT},
         {"dry-run", no_argument, 0, O_DRY}, {"threads", required_argument, 0, O_THREADS},
-        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"tokenizer", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model = NULL, *method = NULL, *out = NULL, *calib = NULL, *ignore = NULL, *format = "compressed-tensors";
     llmsq_quant_params qp = llmsq_quant_default_params();
     llmsq_calib_params cp = llmsq_calib_default_params();
     bool dry = false;
     int64_t v, threads = 0;
+    const char *tokenizer = NULL;
     opterr = 0;
     optind = 1;
     int c;
@@ -145,6 +147,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
         case O_DRY: dry = true; break;
         case O_THREADS: if (!cli_parse_i64("quantize", "--threads", optarg, 1, 1024, &threads)) return 2; break;
         case O_QUIET: llmsq_set_quiet(true); break;
+        case 'k': tokenizer = optarg; break;
         case 'h': help(stdout); return 0;
         default: return cli_usage_error("quantize", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -177,6 +180,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
     char *manifest_text = NULL;
     llmsq_status st = llmsq_model_open(model, &m);
     if (st != LLMSQ_OK) goto fail;
+    if ((st = cli_override_tokenizer(m, tokenizer)) != LLMSQ_OK) goto fail;
     const llmsq_config *cfg = llmsq_model_config(m);
     for (int64_t l = 0; l < cfg->n_layers && st == LLMSQ_OK; l++)
         for (int i = 0; i < LLMSQ_LINEAR_COUNT && st == LLMSQ_OK; i++) {

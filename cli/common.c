@@ -137,3 +137,11 @@ llmsq_status cli_calibration(const llmsq_model *m, const char *model, const char
                                   (json_int_t)cp->seed, "token_sha256", thex));
     return LLMSQ_OK;
 }
+
+llmsq_status cli_override_tokenizer(llmsq_model *m, const char *path)
+{
+    if (!path) return LLMSQ_OK;
+    llmsq_tokenizer *tok;
+    LLMSQ_TRY(llmsq_tokenizer_load(path, &tok));
+    return llmsq_model_set_tokenizer(m, tok);
+}

@@ -269,6 +269,21 @@ llmsq_store *llmsq_model_store(llmsq_model *m) { return m->store; }
 const llmsq_tokenizer *llmsq_model_tokenizer(const llmsq_model *m) { return m->tok; }
 const char *llmsq_model_source(const llmsq_model *m) { return m->source; }
 
+llmsq_status llmsq_model_set_tokenizer(llmsq_model *m, llmsq_tokenizer *tok)
+{
+    LLMSQ_ASSERT(m && tok);
+    if (llmsq_tokenizer_vocab_size(tok) > m->cfg.vocab_size) {
+        llmsq_status st = llmsq_error(LLMSQ_STATUS_SHAPE, "the tokenizer has %lld pieces but %s has only %lld embeddings",
+                                      (long long)llmsq_tokenizer_vocab_size(tok), m->source,
+                                      (long long)m->cfg.vocab_size);
+        llmsq_tokenizer_free(tok);
+        return st;
+    }
+    llmsq_tokenizer_free(m->tok);
+    m->tok = tok;
+    return LLMSQ_OK;
+}
+
 /* ---- KV cache -------------------------------------------------------------------------- */
 
 llmsq_status llmsq_kv_cache_create(const llmsq_config *cfg, int64_t max_tokens, llmsq_kv_cache **out)

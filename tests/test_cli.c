@@ -196,6 +196,33 @@ START_TEST(test_gguf_bad_magic)
 }
 END_TEST
 
+/* --tokenizer overrides the model's tokenizer: the llama2.c checkpoint with the HF directory's
+ * tokenizer.model encodes the reference token stream; a tokenizer larger than the embedding
+ * table is refused. */
+START_TEST(test_tokenizer_override)
+{
+    TU_SHARED_OR_SKIP(model, "models/stories260K/llama2c/stories260K.bin");
+    TU_SHARED_OR_SKIP(tok, "models/stories260K/hf/tokenizer.model");
+    TU_SHARED_OR_SKIP(big, "tokenizers/llama2/tokenizer.model");
+    TU_SHARED_OR_SKIP(text, "data/tinystories/valid_prefix.txt");
+    TU_SHARED_OR_SKIP(refp, "refs/stories260K.json");
+    char args[8192], *out, *err;
+    snprintf(args, sizeof args, "eval --model '%s' --tokenizer '%s' --ppl '%s' --seqlen 512 --max-windows 2 --json",
+             model, tok, text);
+    ck_assert_msg(tu_run_cli(args, &out, &err) == 0, "%s", err);
+    json_error_t jerr;
+    json_t *o = json_loads(out, 0, &jerr), *ref = json_load_file(refp, 0, &jerr);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "token_sha256")),
+                     json_string_value(json_object_get(json_object_get(ref, "tinystories_valid"), "token_sha256")));
+    json_decref(o), json_decref(ref);
+    free(out), free(err);
+    snprintf(args, sizeof args, "eval --model '%s' --tokenizer '%s' --ppl '%s'", model, big, text);
+    expect_error(args, "32000 pieces", NULL);
+    free(model), free(tok), free(big), free(text), free(refp);
+}
+END_TEST
+
 START_TEST(test_bad_flags)
 {
     char *out, *err;
@@ -238,6 +265,7 @@ int main(void)
     tcase_add_test(bad, test_nan_weight);
     tcase_add_test(bad, test_gguf_bad_magic);
     tcase_add_test(bad, test_bad_flags);
+    tcase_add_test(bad, test_tokenizer_override);
     suite_add_tcase(s, bad);
     return tu_run_suite(s);
 }

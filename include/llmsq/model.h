@@ -86,6 +86,10 @@ LLMSQ_API llmsq_store           *llmsq_model_store(llmsq_model *m);
 LLMSQ_API const llmsq_tokenizer *llmsq_model_tokenizer(const llmsq_model *m); /* may be NULL */
 LLMSQ_API const char            *llmsq_model_source(const llmsq_model *m);
 
+/* Replaces the model's tokenizer (ownership passes to the model, also on error; the old one
+ * is freed). Errors: SHAPE when the tokenizer has more pieces than the model has embeddings. */
+LLMSQ_API llmsq_status llmsq_model_set_tokenizer(llmsq_model *m, llmsq_tokenizer *tok);
+
 /* ---- KV cache ---------------------------------------------------------------------- */
 
 typedef struct llmsq_kv_cache llmsq_kv_cache;
