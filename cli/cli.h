@@ -30,9 +30,6 @@ bool cli_parse_i64(const char *cmd, const char *flag, const char *s, int64_t lo,
 /* A size like "512M", "2G", "64K" or bytes. */
 bool cli_parse_size(const char *s, size_t *out);
 
-/* false (and the error recorded) when `out` exists and is a non-empty directory. */
-bool cli_out_dir_ok(const char *out);
-
 /* sha256 of every regular file of a model (a directory's files, sorted, or the one file)
  * into the JSON object obj (struct json_t from jansson). */
 struct json_t;

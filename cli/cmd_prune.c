@@ -143,7 +143,8 @@ int llmsq_cmd_prune(int argc, char **argv)
     }
     if (pp.method != LLMSQ_PRUNE_MAGNITUDE && !calib)
         return cli_usage_error("prune", "--method %s needs --calib FILE", method);
-    if (!cli_out_dir_ok(out)) return cli_fail("prune", LLMSQ_STATUS_ARG);
+    llmsq_status out_st = llmsq_output_dir_check(out);
+    if (out_st != LLMSQ_OK) return cli_fail("prune", out_st);
     llmsq_threads_set((int)threads);
     cp.progress = !llmsq_is_quiet();
 

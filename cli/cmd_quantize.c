@@ -169,7 +169,8 @@ int llmsq_cmd_quantize(int argc, char **argv)
     /* GPTQ v1 checkpoints cannot store an asymmetric zero point of 0 (FORMATS.md 2.4). */
     qp.zero_min_one = fmt == LLMSQ_CKPT_GPTQ && qp.grid == LLMSQ_QGRID_MINMAX;
     if (llmsq_quant_params_validate(&qp, 1 << 30) != LLMSQ_OK) return cli_usage_error("quantize", "%s", llmsq_last_error());
-    if (out && !cli_out_dir_ok(out)) return cli_fail("quantize", LLMSQ_STATUS_ARG);
+    llmsq_status out_st = out ? llmsq_output_dir_check(out) : LLMSQ_OK;
+    if (out_st != LLMSQ_OK) return cli_fail("quantize", out_st);
     llmsq_threads_set((int)threads);
     cp.progress = !llmsq_is_quiet();
 

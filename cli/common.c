@@ -26,19 +26,6 @@ bool cli_parse_size(const char *s, size_t *out)
     return true;
 }
 
-bool cli_out_dir_ok(const char *out)
-{
-    if (!llmsq_is_dir(out)) return true;
-    DIR *dir = opendir(out);
-    struct dirent *e;
-    bool empty = true;
-    while (dir && (e = readdir(dir)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
-    if (dir) closedir(dir);
-    if (!empty) llmsq_error(LLMSQ_STATUS_ARG, "%s: output directory exists and is not empty", out);
-    return empty;
-}
-
 /* sha256 of every regular file of a model (a directory's files, sorted, or the one file). */
 llmsq_status cli_hash_inputs(const char *model, json_t *obj)
 {

@@ -1,12 +1,12 @@
 /* Quantized checkpoint directories (FORMATS.md 1.4, 2, 4, 8.1): the store's quantized linears
  * packed as GPTQ or compressed-tensors, every other tensor as it is stored, config.json with
  * quantization_config, tokenizer files, and a manifest with the sha256 of every output. */
+#include "formats/outdir.h"
 #include "formats/qpack.h"
 #include "formats/safetensors_write.h"
 #include "formats/sparse_ckpt.h"
 #include "llmsq/runtime.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -771,14 +771,10 @@ static llmsq_status write_manifest(plan *pl, const char *dir, json_t *manifest)
 
 /* ---- the output directory ------------------------------------------------------------------------ */
 
-/* Names this writer (or the atomic writers it calls, through "<name>.tmp") may leave. */
-static bool is_ours(const char *name)
+/* Names this writer (or the atomic writers it calls, through "<name>.tmp") may leave; the
+ * ".tmp" suffix is already removed (llmsq_outdir_remove_ours). */
+static bool is_ours(const char *base)
 {
-    char base[256];
-    size_t n = strlen(name);
-    if (n >= sizeof base) return false;
-    memcpy(base, name, n + 1);
-    if (ends_with(base, ".tmp")) base[n - 4] = '\0';
     static const char *const fixed[] = {"config.json", "quantize_config.json", "manifest.json",
                                         "model.safetensors.index.json", NULL};
     for (const char *const *f = fixed; *f; f++)
@@ -786,45 +782,6 @@ static bool is_ours(const char *name)
     for (const char *const *f = k_copied; *f; f++)
         if (strcmp(base, *f) == 0) return true;
     return strncmp(base, "model", 5) == 0 && ends_with(base, ".safetensors");
-}
-
-/* Deletes a directory this writer built; one holding anything else is left alone. */
-static llmsq_status remove_ours(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return llmsq_error(LLMSQ_STATUS_IO, "cannot open %s: %s", dir, strerror(errno));
-    bool foreign = false;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        if (!is_ours(e->d_name)) {
-            foreign = true;
-            continue;
-        }
-        char *p = llmsq_path_join(dir, e->d_name);
-        if (p) unlink(p);
-        free(p);
-    }
-    closedir(d);
-    if (foreign) return llmsq_error(LLMSQ_STATUS_ARG, "%s holds files llmsq did not write; remove it", dir);
-    if (rmdir(dir) != 0) return llmsq_error(LLMSQ_STATUS_IO, "cannot remove %s: %s", dir, strerror(errno));
-    return LLMSQ_OK;
-}
-
-static llmsq_status check_out_dir(const char *dir)
-{
-    struct stat st;
-    if (stat(dir, &st) != 0)
-        return errno == ENOENT ? LLMSQ_OK : llmsq_error(LLMSQ_STATUS_IO, "cannot access %s: %s", dir, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return llmsq_error(LLMSQ_STATUS_ARG, "output %s exists and is not a directory", dir);
-    DIR *d = opendir(dir);
-    if (!d) return llmsq_error(LLMSQ_STATUS_IO, "cannot open %s: %s", dir, strerror(errno));
-    bool empty = true;
-    struct dirent *e;
-    while (empty && (e = readdir(d)) != NULL) empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
-    closedir(d);
-    if (!empty) return llmsq_error(LLMSQ_STATUS_ARG, "output directory %s exists and is not empty (refusing to overwrite)", dir);
-    return LLMSQ_OK;
 }
 
 static llmsq_status plan_store(plan *pl, const llmsq_store *s, const llmsq_config *cfg, const llmsq_ckpt_write_params *p)
@@ -861,7 +818,7 @@ llmsq_status llmsq_qckpt_write_sharded(const char *out_dir, const llmsq_store *s
     LLMSQ_ASSERT(out_dir && s && cfg && p);
     LLMSQ_ASSERT(p->format == LLMSQ_CKPT_GPTQ || p->format == LLMSQ_CKPT_COMPRESSED_TENSORS);
     if (!out_dir[0]) return llmsq_error(LLMSQ_STATUS_ARG, "empty output directory name");
-    LLMSQ_TRY(check_out_dir(out_dir));
+    LLMSQ_TRY(llmsq_output_dir_check(out_dir));
     json_t *manifest = NULL;
     if (p->manifest_json) {
         json_error_t jerr;
@@ -888,7 +845,7 @@ llmsq_status llmsq_qckpt_write_sharded(const char *out_dir, const llmsq_store *s
     memcpy(tmpdir + n, ".tmp", 5);
     struct stat sb;
     if (lstat(tmpdir, &sb) == 0)
-        st = S_ISDIR(sb.st_mode) ? remove_ours(tmpdir) /* left by an interrupted run */
+        st = S_ISDIR(sb.st_mode) ? llmsq_outdir_remove_ours(tmpdir, is_ours, "llmsq") /* left by an interrupted run */
                                  : llmsq_error(LLMSQ_STATUS_ARG, "%s exists and is not a directory; remove it", tmpdir);
     if (st == LLMSQ_OK && mkdir(tmpdir, 0755) != 0)
         st = llmsq_error(LLMSQ_STATUS_IO, "cannot create %s: %s", tmpdir, strerror(errno));
@@ -903,7 +860,7 @@ llmsq_status llmsq_qckpt_write_sharded(const char *out_dir, const llmsq_store *s
     if (st != LLMSQ_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", llmsq_last_error());
-        remove_ours(tmpdir);
+        llmsq_outdir_remove_ours(tmpdir, is_ours, "llmsq");
         llmsq_error(st, "%s", msg); /* the cleanup must not replace the real error */
     }
 out:

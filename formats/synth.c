@@ -3,10 +3,10 @@
  * are streamed tensor by tensor (a 7B model never sits in memory) from a counter-based
  * generator, so any chunk can be produced independently and in parallel, and the bytes
  * depend only on (seed, tensor name, element index). */
+#include "formats/outdir.h"
 #include "formats/safetensors_write.h"
 #include "llmsq/runtime.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -364,69 +364,15 @@ static llmsq_status write_index(const char *path, const tlist *l, uint32_t n_sha
 
 /* ---- output directory -------------------------------------------------------------------- */
 
-/* Names this writer (or a writer it calls, through "<name>.tmp") may leave in a directory. */
-static bool is_ours(const char *name)
+/* Names this writer (or a writer it calls, through "<name>.tmp") may leave in a directory;
+ * the ".tmp" suffix is already removed (llmsq_outdir_remove_ours). */
+static bool is_ours(const char *base)
 {
-    char base[256];
-    size_t n = strlen(name);
-    if (n >= sizeof base) return false;
-    memcpy(base, name, n + 1);
-    if (n > 4 && strcmp(base + n - 4, ".tmp") == 0) base[n - 4] = '\0';
-    n = strlen(base);
+    size_t n = strlen(base);
     if (strcmp(base, "config.json") == 0 || strcmp(base, "generation_config.json") == 0 ||
         strcmp(base, "model.safetensors.index.json") == 0 || strncmp(base, "tokenizer.model", 15) == 0)
         return true;
     return strncmp(base, "model", 5) == 0 && n > 12 && strcmp(base + n - 12, ".safetensors") == 0;
-}
-
-/* Deletes a directory built by this writer; leaves it (and says so) when it holds anything
- * else, so a stale "<dir>.tmp" the user made is never destroyed. */
-static llmsq_status remove_ours(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return llmsq_error(LLMSQ_STATUS_IO, "cannot open %s: %s", dir, strerror(errno));
-    bool foreign = false;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        if (!is_ours(e->d_name)) {
-            foreign = true;
-            continue;
-        }
-        char *p = llmsq_path_join(dir, e->d_name);
-        if (p) unlink(p);
-        free(p);
-    }
-    closedir(d);
-    if (foreign)
-        return llmsq_error(LLMSQ_STATUS_ARG, "%s holds files llmsq synth did not write; remove it",
-                           dir);
-    if (rmdir(dir) != 0)
-        return llmsq_error(LLMSQ_STATUS_IO, "cannot remove %s: %s", dir, strerror(errno));
-    return LLMSQ_OK;
-}
-
-/* OK when dir is absent or an empty directory. */
-static llmsq_status check_out_dir(const char *dir)
-{
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        if (errno == ENOENT) return LLMSQ_OK;
-        return llmsq_error(LLMSQ_STATUS_IO, "cannot access %s: %s", dir, strerror(errno));
-    }
-    if (!S_ISDIR(st.st_mode))
-        return llmsq_error(LLMSQ_STATUS_ARG, "output %s exists and is not a directory", dir);
-    DIR *d = opendir(dir);
-    if (!d) return llmsq_error(LLMSQ_STATUS_IO, "cannot open %s: %s", dir, strerror(errno));
-    bool empty = true;
-    struct dirent *e;
-    while (empty && (e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = false;
-    closedir(d);
-    if (!empty)
-        return llmsq_error(LLMSQ_STATUS_ARG,
-                           "output directory %s exists and is not empty (refusing to overwrite)", dir);
-    return LLMSQ_OK;
 }
 
 static llmsq_status write_weights(const char *tmpdir, tlist *l, uint64_t max_shard)
@@ -531,7 +477,7 @@ llmsq_status llmsq_synth_write_sharded(const char *shape, const char *dir, llmsq
         return llmsq_error(LLMSQ_STATUS_ARG, "synth: dtype must be F32 or BF16");
     if (!dir[0]) return llmsq_error(LLMSQ_STATUS_ARG, "synth: empty output directory name");
     if (max_shard_bytes == 0) max_shard_bytes = SYNTH_MAX_SHARD;
-    LLMSQ_TRY(check_out_dir(dir));
+    LLMSQ_TRY(llmsq_output_dir_check(dir));
 
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--; /* "out/" must give "out.tmp", not "out/.tmp" */
@@ -546,7 +492,7 @@ llmsq_status llmsq_synth_write_sharded(const char *shape, const char *dir, llmsq
         if (!S_ISDIR(st.st_mode))
             s = llmsq_error(LLMSQ_STATUS_ARG, "%s exists and is not a directory; remove it", tmpdir);
         else
-            s = remove_ours(tmpdir); /* left by an interrupted run */
+            s = llmsq_outdir_remove_ours(tmpdir, is_ours, "llmsq synth"); /* left by an interrupted run */
     }
     if (s == LLMSQ_OK && mkdir(tmpdir, 0755) != 0)
         s = llmsq_error(LLMSQ_STATUS_IO, "cannot create %s: %s", tmpdir, strerror(errno));
@@ -561,7 +507,7 @@ llmsq_status llmsq_synth_write_sharded(const char *shape, const char *dir, llmsq
         llmsq_status keep = s;
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", llmsq_last_error());
-        remove_ours(tmpdir);
+        llmsq_outdir_remove_ours(tmpdir, is_ours, "llmsq synth");
         llmsq_error(keep, "%s", msg); /* the cleanup must not replace the real error */
     }
     free(tmpdir);

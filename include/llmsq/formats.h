@@ -33,6 +33,10 @@ LLMSQ_API llmsq_status llmsq_safetensors_write(const char *path,
                                                const llmsq_tensor *const *tensors, size_t n,
                                                const char *const *meta, size_t n_meta);
 
+/* OK when `dir` is absent or an empty directory (where a writer may create its output).
+ * Errors: ARG (not a directory, or not empty: writers never overwrite), IO. */
+LLMSQ_API llmsq_status llmsq_output_dir_check(const char *dir);
+
 /* ---- Hugging Face config.json (FORMATS.md 1.6-1.8) ----------------------------------- */
 
 /* Parses config.json for Llama, Mistral, Qwen2 and Qwen3 causal LMs.
