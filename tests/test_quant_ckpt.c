@@ -343,42 +343,13 @@ static void assert_manifest(const char *dir)
     json_decref(man);
 }
 
-static void assert_dirs_identical(const char *a, const char *b)
-{
-    DIR *d = opendir(a);
-    struct dirent *e;
-    size_t n = 0;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        char *pa = tu_path(a, e->d_name), *pb = tu_path(b, e->d_name), *da, *db;
-        size_t na, nb;
-        ck_assert_int_eq(llmsq_read_file(pa, &da, &na), LLMSQ_OK);
-        ck_assert_msg(llmsq_read_file(pb, &db, &nb) == LLMSQ_OK, "%s", pb);
-        ck_assert_msg(na == nb && memcmp(da, db, na) == 0, "%s differs between writes", e->d_name);
-        free(da), free(db), free(pa), free(pb);
-        n++;
-    }
-    closedir(d);
-    ck_assert_uint_ge(n, 5);
-}
-
-static llmsq_store *open_copy(const char *src, const char *model, llmsq_config *cfg)
-{
-    tu_sh("cp -r '%s' '%s'", src, model);
-    llmsq_store *s;
-    llmsq_tokenizer *tok;
-    ck_assert_msg(llmsq_checkpoint_open(model, &s, cfg, &tok) == LLMSQ_OK, "%s", llmsq_last_error());
-    llmsq_tokenizer_free(tok);
-    return s;
-}
-
 START_TEST(test_stories_gptq)
 {
     TU_SHARED_OR_SKIP(src, "models/stories260K/hf");
     char *dir = tu_tmpdir("qck_gptq"), *model = tu_path(dir, "src"), *out = tu_path(dir, "out"), *out2 = tu_path(dir, "out2");
     char *tmp = tu_path(dir, "out.tmp");
     llmsq_config cfg;
-    llmsq_store *s = open_copy(src, model, &cfg);
+    llmsq_store *s = tu_checkpoint_copy(src, model, &cfg);
     llmsq_quant_params qp = {.bits = 4, .group_size = 32, .damp = 0.01, .block_size = 128};
     llmsq_ckpt_write_params p = {.format = LLMSQ_CKPT_GPTQ, .source = model, .quant = &qp, .true_sequential = true, .manifest_json = "{\"flags\": {\"bits\": 4}}"};
 
@@ -393,7 +364,7 @@ START_TEST(test_stories_gptq)
     tu_sh("rm -rf '%s'%s", model, "");
 
     /* Attention only, 4-bit asymmetric, act-order on q_proj: the MLP stays float. */
-    s = open_copy(src, model, &cfg);
+    s = tu_checkpoint_copy(src, model, &cfg);
     rtn_store(s, cfg.n_layers, 4, 32, false, true, true, 2);
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     assert_model_equal(s, out);
@@ -424,7 +395,7 @@ START_TEST(test_stories_gptq)
 
     /* Determinism, and the same model in small shards. */
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out2, s, &cfg, &p), LLMSQ_OK);
-    assert_dirs_identical(out, out2);
+    tu_assert_dirs_identical(out, out2, 5);
     tu_sh("rm -rf '%s'%s", out2, "");
     ck_assert_int_eq(llmsq_qckpt_write_sharded(out2, s, &cfg, &p, 60000), LLMSQ_OK);
     char *idx = tu_path(out2, "model.safetensors.index.json");
@@ -436,7 +407,7 @@ START_TEST(test_stories_gptq)
     tu_sh("rm -rf '%s'%s", out2, "");
 
     /* 8-bit symmetric, every linear (172 = 43 * 4 packs), partial last group of down_proj. */
-    s = open_copy(src, model, &cfg);
+    s = tu_checkpoint_copy(src, model, &cfg);
     rtn_store(s, cfg.n_layers, 8, 32, true, false, false, 3);
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
     assert_model_equal(s, out);
@@ -462,7 +433,7 @@ START_TEST(test_stories_ct)
     TU_SHARED_OR_SKIP(src, "models/stories260K/hf");
     char *dir = tu_tmpdir("qck_ct"), *model = tu_path(dir, "src"), *out = tu_path(dir, "out"), *out2 = tu_path(dir, "out2");
     llmsq_config cfg;
-    llmsq_store *s = open_copy(src, model, &cfg);
+    llmsq_store *s = tu_checkpoint_copy(src, model, &cfg);
     llmsq_ckpt_write_params p = {.format = LLMSQ_CKPT_COMPRESSED_TENSORS, .source = model, .manifest_json = "{\"flags\": {\"bits\": 4}}"};
     rtn_store(s, cfg.n_layers, 4, 32, false, false, true, 4);
     ck_assert_msg(llmsq_quantized_checkpoint_write(out, s, &cfg, &p) == LLMSQ_OK, "%s", llmsq_last_error());
@@ -484,12 +455,12 @@ START_TEST(test_stories_ct)
     free(qcf);
     json_decref(ign), json_decref(c);
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out2, s, &cfg, &p), LLMSQ_OK);
-    assert_dirs_identical(out, out2);
+    tu_assert_dirs_identical(out, out2, 5);
     llmsq_store_destroy(s);
     tu_sh("rm -rf '%s' '%s'", model, out);
 
     /* 8-bit per channel, symmetric: no zero points, group_size null. */
-    s = open_copy(src, model, &cfg);
+    s = tu_checkpoint_copy(src, model, &cfg);
     rtn_store(s, cfg.n_layers, 8, -1, true, false, false, 5);
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out, s, &cfg, &p), LLMSQ_OK);
     assert_model_equal(s, out);

@@ -266,36 +266,6 @@ static void assert_model_equal(llmsq_store *orig, const char *dir, bool quantize
     llmsq_model_free(m);
 }
 
-static void assert_dirs_identical(const char *a, const char *b)
-{
-    DIR *d = opendir(a);
-    struct dirent *e;
-    size_t n = 0;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        char *pa = tu_path(a, e->d_name), *pb = tu_path(b, e->d_name), *da, *db;
-        size_t na, nb;
-        ck_assert_int_eq(llmsq_read_file(pa, &da, &na), LLMSQ_OK);
-        ck_assert_msg(llmsq_read_file(pb, &db, &nb) == LLMSQ_OK, "%s", pb);
-        ck_assert_msg(na == nb && memcmp(da, db, na) == 0, "%s differs between writes", e->d_name);
-        free(da), free(db), free(pa), free(pb);
-        n++;
-    }
-    closedir(d);
-    ck_assert_uint_ge(n, 3);
-}
-
-static llmsq_store *open_copy(const char *src, const char *model, llmsq_config *cfg)
-{
-    tu_sh("rm -rf '%s'%s", model, "");
-    tu_sh("cp -r '%s' '%s'", src, model);
-    llmsq_store *s;
-    llmsq_tokenizer *tok;
-    ck_assert_msg(llmsq_checkpoint_open(model, &s, cfg, &tok) == LLMSQ_OK, "%s", llmsq_last_error());
-    llmsq_tokenizer_free(tok);
-    return s;
-}
-
 static llmsq_status open_status(const char *dir)
 {
     llmsq_model *m = NULL;
@@ -346,7 +316,7 @@ START_TEST(test_stories_24)
     char *dir = tu_tmpdir("sp_24"), *model = tu_path(dir, "src"), *out = tu_path(dir, "out"), *out2 = tu_path(dir, "out2");
     char *dense = tu_path(dir, "dense");
     llmsq_config cfg;
-    llmsq_store *s = open_copy(src, model, &cfg);
+    llmsq_store *s = tu_checkpoint_copy(src, model, &cfg);
     static char names[64][96];
     size_t n = prune_store(s, cfg.n_layers, true, names);
     llmsq_ckpt_write_params p = {.format = LLMSQ_CKPT_COMPRESSED_TENSORS, .source = model,
@@ -386,7 +356,7 @@ START_TEST(test_stories_24)
 
     /* Determinism; inspect reports the sparsity. */
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out2, s, &cfg, &p), LLMSQ_OK);
-    assert_dirs_identical(out, out2);
+    tu_assert_dirs_identical(out, out2, 3);
     char args[4200], *so = NULL, *se = NULL;
     snprintf(args, sizeof args, "inspect '%s'", out);
     ck_assert_int_eq(tu_run_cli(args, &so, &se), 0);
@@ -437,7 +407,7 @@ START_TEST(test_stories_unstructured)
     TU_SHARED_OR_SKIP(src, "models/stories260K/hf");
     char *dir = tu_tmpdir("sp_un"), *model = tu_path(dir, "src"), *out = tu_path(dir, "out"), *out2 = tu_path(dir, "out2");
     llmsq_config cfg;
-    llmsq_store *s = open_copy(src, model, &cfg);
+    llmsq_store *s = tu_checkpoint_copy(src, model, &cfg);
     static char names[64][96];
     size_t n = prune_store(s, cfg.n_layers, false, names);
     /* Only the MLP of every block is listed: targets are names. */
@@ -474,7 +444,7 @@ START_TEST(test_stories_unstructured)
     int64_t ro2 = i64_at(ro->data, 2);
     llmsq_store_destroy(raw);
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out2, s, &cfg, &p), LLMSQ_OK);
-    assert_dirs_identical(out, out2);
+    tu_assert_dirs_identical(out, out2, 3);
 
     /* Row offsets not monotonic / inconsistent with the bitmask. */
     int64_t bad = ro2 + 5;
@@ -518,7 +488,7 @@ START_TEST(test_stories_sparse_quant)
     TU_SHARED_OR_SKIP(src, "models/stories260K/hf");
     char *dir = tu_tmpdir("sp_q"), *model = tu_path(dir, "src"), *out = tu_path(dir, "out"), *out2 = tu_path(dir, "out2");
     llmsq_config cfg;
-    llmsq_store *s = open_copy(src, model, &cfg);
+    llmsq_store *s = tu_checkpoint_copy(src, model, &cfg);
     static char names[64][96];
     size_t n = prune_store(s, cfg.n_layers, true, names);
     quantize_store(s, names, n);
@@ -534,7 +504,7 @@ START_TEST(test_stories_sparse_quant)
     ck_assert_str_eq(json_string_value(json_object_get(sp, "sparsity_structure")), "2:4");
     ck_assert_uint_eq(json_object_size(json_object_get(qc, "config_groups")), 1);
     ck_assert_int_eq(llmsq_quantized_checkpoint_write(out2, s, &cfg, &p), LLMSQ_OK);
-    assert_dirs_identical(out, out2);
+    tu_assert_dirs_identical(out, out2, 3);
     /* 1:4 is not what the quantized linears hold: the load fails on the first one. */
     json_object_set_new(sp, "sparsity_structure", json_string("1:4"));
     char *cp = tu_path(out, "config.json");

@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -184,4 +185,35 @@ void tu_put_json(const char *dir, const char *name, const char *text)
     char *p = tu_path(dir, name);
     tu_write_file(p, text, strlen(text));
     free(p);
+}
+
+void tu_assert_dirs_identical(const char *a, const char *b, size_t min_files)
+{
+    DIR *d = opendir(a);
+    ck_assert_msg(d != NULL, "cannot open %s", a);
+    struct dirent *e;
+    size_t n = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char *pa = tu_path(a, e->d_name), *pb = tu_path(b, e->d_name), *da, *db;
+        size_t na, nb;
+        ck_assert_int_eq(llmsq_read_file(pa, &da, &na), LLMSQ_OK);
+        ck_assert_msg(llmsq_read_file(pb, &db, &nb) == LLMSQ_OK, "%s", pb);
+        ck_assert_msg(na == nb && memcmp(da, db, na) == 0, "%s differs between writes", e->d_name);
+        free(da), free(db), free(pa), free(pb);
+        n++;
+    }
+    closedir(d);
+    ck_assert_uint_ge(n, min_files);
+}
+
+llmsq_store *tu_checkpoint_copy(const char *src, const char *dst, llmsq_config *cfg)
+{
+    tu_sh("rm -rf '%s'%s", dst, "");
+    tu_sh("cp -r '%s' '%s'", src, dst);
+    llmsq_store *s;
+    llmsq_tokenizer *tok;
+    ck_assert_msg(llmsq_checkpoint_open(dst, &s, cfg, &tok) == LLMSQ_OK, "%s", llmsq_last_error());
+    llmsq_tokenizer_free(tok);
+    return s;
 }

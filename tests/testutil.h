@@ -57,6 +57,14 @@ struct json_t *tu_load_json(const char *dir, const char *name);
 /* Writes text to dir/name. */
 void tu_put_json(const char *dir, const char *name, const char *text);
 
+/* Asserts that every file of directory a exists in b with the same bytes, and that a holds at
+ * least min_files files (dot files skipped). */
+void tu_assert_dirs_identical(const char *a, const char *b, size_t min_files);
+
+/* Copies model directory src to dst (replacing dst) and opens it for writing tests: the store
+ * and config of the copy (the tokenizer is dropped). */
+llmsq_store *tu_checkpoint_copy(const char *src, const char *dst, llmsq_config *cfg);
+
 /* Standard runner: runs the suite, prints the summary, returns the exit code. */
 int tu_run_suite(Suite *s);
 
