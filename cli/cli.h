@@ -27,8 +27,11 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 bool cli_parse_i64(const char *cmd, const char *flag, const char *s, int64_t lo, int64_t hi,
                    int64_t *out);
 
-/* A size like "512M", "2G", "64K" or bytes. */
-bool cli_parse_size(const char *s, size_t *out);
+/* A size like "512M", "2G", "64K" or bytes; false (with a usage message) otherwise. */
+bool cli_parse_size(const char *cmd, const char *flag, const char *s, size_t *out);
+
+/* A decimal number; false (with a usage message) otherwise. Ranges are the params' validators' job. */
+bool cli_parse_f64(const char *cmd, const char *flag, const char *s, double *out);
 
 /* sha256 of every regular file of a model (a directory's files, sorted, or the one file)
  * into the JSON object obj (struct json_t from jansson). */

@@ -58,16 +58,12 @@ int llmsq_cmd_prune(int argc, char **argv)
     opterr = 0;
     optind = 1;
     int c;
-    char *end;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'M': method = optarg; break;
         case 'o': out = optarg; break;
-        case O_SPARSITY:
-            pp.sparsity = strtod(optarg, &end);
-            if (end == optarg || *end) return cli_usage_error("prune", "--sparsity expects a number, got '%s'", optarg);
-            break;
+        case O_SPARSITY: if (!cli_parse_f64("prune", "--sparsity", optarg, &pp.sparsity)) return 2; break;
         case O_NM:
             if (sscanf(optarg, "%d:%d%c", &pp.nm_n, &pp.nm_m, (char[2]){0}) != 2)
                 return cli_usage_error("prune", "--nm expects N:M such as 2:4, got '%s'", optarg);
@@ -80,17 +76,9 @@ int llmsq_cmd_prune(int argc, char **argv)
             if (!cli_parse_i64("prune", "--seed", optarg, 0, INT64_MAX, &v)) return 2;
             cp.seed = (uint64_t)v;
             break;
-        case O_MAXMEM:
-            if (!cli_parse_size(optarg, &cp.max_memory)) return cli_usage_error("prune", "bad --max-memory '%s'", optarg);
-            break;
-        case O_DAMP:
-            pp.damp = strtod(optarg, &end);
-            if (end == optarg || *end) return cli_usage_error("prune", "--damp expects a number, got '%s'", optarg);
-            break;
-        case O_ALPHA:
-            pp.ria_alpha = strtod(optarg, &end);
-            if (end == optarg || *end) return cli_usage_error("prune", "--ria-alpha expects a number, got '%s'", optarg);
-            break;
+        case O_MAXMEM: if (!cli_parse_size("prune", "--max-memory", optarg, &cp.max_memory)) return 2; break;
+        case O_DAMP: if (!cli_parse_f64("prune", "--damp", optarg, &pp.damp)) return 2; break;
+        case O_ALPHA: if (!cli_parse_f64("prune", "--ria-alpha", optarg, &pp.ria_alpha)) return 2; break;
         case O_THENQ: thenq = optarg; break;
         case O_BITS:
             if (!cli_parse_i64("prune", "--bits", optarg, INT32_MIN, INT32_MAX, &v)) return 2;

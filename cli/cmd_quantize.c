@@ -124,12 +124,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
         case O_ASYM: qp.grid = LLMSQ_QGRID_MINMAX; break;
         case O_ACT: qp.act_order = true; break;
         case O_STATIC: qp.static_groups = true; break;
-        case O_DAMP: {
-            char *end;
-            qp.damp = strtod(optarg, &end);
-            if (end == optarg || *end) return cli_usage_error("quantize", "--damp expects a number, got '%s'", optarg);
-            break;
-        }
+        case O_DAMP: if (!cli_parse_f64("quantize", "--damp", optarg, &qp.damp)) return 2; break;
         case O_NOTS: cp.true_sequential = false; break;
         case O_CALIB: calib = optarg; break;
         case O_NS: if (!cli_parse_i64("quantize", "--nsamples", optarg, 1, 1000000, &cp.nsamples)) return 2; break;
@@ -138,10 +133,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
             if (!cli_parse_i64("quantize", "--seed", optarg, 0, INT64_MAX, &v)) return 2;
             cp.seed = (uint64_t)v;
             break;
-        case O_MAXMEM:
-            if (!cli_parse_size(optarg, &cp.max_memory))
-                return cli_usage_error("quantize", "--max-memory expects a size like 512M or 2G, got '%s'", optarg);
-            break;
+        case O_MAXMEM: if (!cli_parse_size("quantize", "--max-memory", optarg, &cp.max_memory)) return 2; break;
         case O_IGNORE: ignore = optarg; break;
         case O_FORMAT: format = optarg; break;
         case O_DRY: dry = true; break;

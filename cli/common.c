@@ -7,22 +7,37 @@
 #include <string.h>
 #include <strings.h>
 
-bool cli_parse_size(const char *s, size_t *out)
+bool cli_parse_size(const char *cmd, const char *flag, const char *s, size_t *out)
 {
     char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0) return false;
-    double mul = 1;
-    if (*end) {
+    double v = strtod(s, &end), mul = 1;
+    bool ok = end != s && v >= 0;
+    if (ok && *end) {
         switch (*end) {
         case 'k': case 'K': mul = 1024.0; break;
         case 'm': case 'M': mul = 1048576.0; break;
         case 'g': case 'G': mul = 1073741824.0; break;
-        default: return false;
+        default: ok = false;
         }
-        if (end[1] && strcasecmp(end + 1, "b") && strcasecmp(end + 1, "ib")) return false;
+        if (ok && end[1] && strcasecmp(end + 1, "b") && strcasecmp(end + 1, "ib")) ok = false;
+    }
+    if (!ok) {
+        cli_usage_error(cmd, "%s expects a size like 512M or 2G, got '%s'", flag, s);
+        return false;
     }
     *out = (size_t)(v * mul);
+    return true;
+}
+
+bool cli_parse_f64(const char *cmd, const char *flag, const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end) {
+        cli_usage_error(cmd, "%s expects a number, got '%s'", flag, s);
+        return false;
+    }
+    *out = v;
     return true;
 }
 
