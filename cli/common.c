@@ -132,7 +132,7 @@ llmsq_status cli_calibration(const llmsq_model *m, const char *model, const char
     llmsq_status st = llmsq_calib_sample(llmsq_model_tokenizer(m), &d, cp, tokens);
     llmsq_dataset_free(&d);
     if (st != LLMSQ_OK) return llmsq_error_prefix(st, "%s", calib);
-    llmsq_sha256_hex(*tokens, (size_t)(cp->nsamples * cp->seqlen) * sizeof **tokens, thex);
+    llmsq_token_sha256(*tokens, (size_t)(cp->nsamples * cp->seqlen), thex);
     json_object_set_new(manifest, "calibration",
                         json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "file", calib, "file_sha256", hex, "nsamples",
                                   (json_int_t)cp->nsamples, "seqlen", (json_int_t)cp->seqlen, "seed",

@@ -86,6 +86,23 @@ void llmsq_sha256_hex(const void *data, size_t n, char out[65])
     for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
 }
 
+void llmsq_token_sha256(const int32_t *ids, size_t n, char out[65])
+{
+    llmsq_sha256 c;
+    uint8_t d[32], buf[256];
+    llmsq_sha256_init(&c);
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; k < sizeof buf && i < n; k += 4, i++) {
+            uint32_t u = (uint32_t)ids[i];
+            buf[k] = (uint8_t)u, buf[k + 1] = (uint8_t)(u >> 8), buf[k + 2] = (uint8_t)(u >> 16), buf[k + 3] = (uint8_t)(u >> 24);
+        }
+        llmsq_sha256_update(&c, buf, k);
+    }
+    llmsq_sha256_final(&c, d);
+    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
+}
+
 llmsq_status llmsq_sha256_file(const char *path, char out[65])
 {
     FILE *f = fopen(path, "rb");

@@ -137,9 +137,7 @@ llmsq_status llmsq_ppl_score(const llmsq_model *m, const int32_t *ids, size_t n,
     r->seqlen = seqlen;
     r->stream_tokens = (int64_t)n;
     r->windows = nw;
-    /* The fingerprint is of the ids as int32 little-endian (this code assumes a
-     * little-endian host, as every target of llmsq is). */
-    llmsq_sha256_hex(ids, n * sizeof *ids, r->token_sha256);
+    llmsq_token_sha256(ids, n, r->token_sha256);
 
     double *sums = calloc((size_t)nw, sizeof *sums);
     if (!sums) {

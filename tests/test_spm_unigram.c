@@ -113,20 +113,6 @@ static int split_tabs(char *line, char **f, int max)
     return k;
 }
 
-static void ids_hex(const int32_t *ids, size_t n, char hex[65])
-{
-    llmsq_sha256 c;
-    uint8_t d[32];
-    llmsq_sha256_init(&c);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)ids[i];
-        uint8_t b[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
-        llmsq_sha256_update(&c, b, 4);
-    }
-    llmsq_sha256_final(&c, d);
-    for (int i = 0; i < 32; i++) sprintf(hex + 2 * i, "%02x", d[i]);
-}
-
 /* ---- the library's outputs ---------------------------------------------------------------- */
 
 typedef struct model_cache {
@@ -258,7 +244,7 @@ static void expect_stream(llmsq_tokenizer *t, const char *what, const char *text
     size_t k;
     ck_assert_int_eq(llmsq_tokenizer_encode(t, text, n, false, &ids, &k), LLMSQ_OK);
     char hex[65];
-    ids_hex(ids, k, hex);
+    llmsq_token_sha256(ids, k, hex);
     ck_assert_msg(k == (size_t)strtoull(count, NULL, 10) && strcmp(hex, sha) == 0,
                   "%s: %zu ids, sha256 %s; sentencepiece gives %s ids, %s", what, k, hex, count, sha);
     free(ids);

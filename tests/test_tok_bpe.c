@@ -22,11 +22,6 @@ static char *slurp(const char *path, size_t *n)
     return d;
 }
 
-static void ids_hex(const int32_t *ids, size_t n, char hex[65])
-{
-    llmsq_sha256_hex(ids, n * sizeof *ids, hex); /* int32 little-endian, as eval's token_sha256 */
-}
-
 static json_t *added(int id, const char *content)
 {
     return json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", id, "content", content, "single_word", 0, "lstrip", 0,
@@ -324,7 +319,7 @@ static void check_corpus(const char *name, const llmsq_tokenizer *t, const char 
     ck_assert_msg(llmsq_tokenizer_encode(t, text, len, false, &ids, &n) == LLMSQ_OK, "%s", llmsq_last_error());
     double dt = llmsq_time_now() - t0;
     char hex[65];
-    ids_hex(ids, n, hex);
+    llmsq_token_sha256(ids, n, hex);
     fprintf(stderr, "%-10s %-5s %8zu bytes -> %7zu tokens in %.3f s  sha256 %s\n", name, what, len, n, dt, hex);
     if (want_sha) ck_assert_msg(strcmp(hex, want_sha) == 0, "%s on %s: token stream differs from tokenizers", name, what);
     char *back;

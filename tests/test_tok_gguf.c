@@ -152,7 +152,7 @@ static void expect_sha(const llmsq_tokenizer *t, const char *text, size_t len, c
     size_t n;
     char hex[65];
     ck_assert_int_eq(llmsq_tokenizer_encode(t, text, len, false, &ids, &n), LLMSQ_OK);
-    llmsq_sha256_hex(ids, n * sizeof *ids, hex);
+    llmsq_token_sha256(ids, n, hex);
     fprintf(stderr, "gguf %-9s wiki.test.raw -> %zu tokens, sha256 %s\n", what, n, hex);
     if (want) ck_assert_msg(strcmp(hex, want) == 0, "%s: token stream differs", what);
     char *back;

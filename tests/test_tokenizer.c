@@ -22,20 +22,6 @@ static char *slurp(const char *path, size_t *n)
     return d;
 }
 
-static void ids_sha256(const int32_t *ids, size_t n, char hex[65])
-{
-    llmsq_sha256 c;
-    uint8_t d[32];
-    llmsq_sha256_init(&c);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)ids[i];
-        uint8_t b[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
-        llmsq_sha256_update(&c, b, 4);
-    }
-    llmsq_sha256_final(&c, d);
-    for (int i = 0; i < 32; i++) sprintf(hex + 2 * i, "%02x", d[i]);
-}
-
 static void expect_ids(const llmsq_tokenizer *t, const char *text, const int32_t *want, size_t n_want)
 {
     int32_t *ids;
@@ -90,7 +76,7 @@ START_TEST(test_stories260k_stream)
     double dt = llmsq_time_now() - t0;
     fprintf(stderr, "stories260K: encoded %zu bytes into %zu tokens in %.3f s\n", len, n, dt);
     char hex[65];
-    ids_sha256(ids, n, hex);
+    llmsq_token_sha256(ids, n, hex);
     ck_assert_int_eq(ids[0], 1);
     ck_assert_int_eq((long long)n, (long long)json_integer_value(json_object_get(tv, "tokens")));
     ck_assert_str_eq(hex, json_string_value(json_object_get(tv, "token_sha256")));

@@ -50,6 +50,10 @@ LLMSQ_API void llmsq_sha256_final(llmsq_sha256 *c, uint8_t out[32]);
 /* One-shot, lowercase hex into out[65]. */
 LLMSQ_API void llmsq_sha256_hex(const void *data, size_t n, char out[65]);
 
+/* The token-stream fingerprint of every report and manifest: sha256 of ids [n] as int32
+ * little-endian (whatever the host's byte order), lowercase hex into out[65]. */
+LLMSQ_API void llmsq_token_sha256(const int32_t *ids, size_t n, char out[65]);
+
 /* sha256 of a file's contents, streamed (constant memory). Errors: IO naming the path. */
 LLMSQ_API llmsq_status llmsq_sha256_file(const char *path, char out[65]);
 
