@@ -25,17 +25,21 @@ static void gen_close(act_gen *g)
     memset(g, 0, sizeof *g);
 }
 
-llmsq_status llmsq_act_init(llmsq_act_store *a, int64_t n, int64_t elems, bool spill)
+llmsq_status llmsq_act_init(llmsq_act_store *a, int64_t n, int64_t elems, bool spill, bool two_gens)
 {
     memset(a, 0, sizeof *a);
     a->n = n;
     a->elems = elems;
     if (!spill) {
         a->mem = malloc((size_t)(n * elems) * sizeof(float));
-        if (!a->mem)
+        if (two_gens) a->mem_next = malloc((size_t)(n * elems) * sizeof(float));
+        if (!a->mem || (two_gens && !a->mem_next)) {
+            free(a->mem), free(a->mem_next);
+            a->mem = a->mem_next = NULL;
             return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory for %lld calibration activations (%.1f MiB); "
                                "set --max-memory to spill them to disk", (long long)n,
-                               (double)(n * elems) * 4 / 1048576.0);
+                               (double)(n * elems) * 4 * (two_gens ? 2 : 1) / 1048576.0);
+        }
         return LLMSQ_OK;
     }
     a->zcap = ZSTD_compressBound((size_t)elems * sizeof(float));
@@ -50,6 +54,7 @@ llmsq_status llmsq_act_init(llmsq_act_store *a, int64_t n, int64_t elems, bool s
 void llmsq_act_free(llmsq_act_store *a)
 {
     free(a->mem);
+    free(a->mem_next);
     free(a->zbuf);
     gen_close(&a->cur);
     gen_close(&a->next);
@@ -79,7 +84,7 @@ llmsq_status llmsq_act_put(llmsq_act_store *a, int64_t i, const float *x)
     LLMSQ_ASSERT(i >= 0 && i < a->n);
     size_t bytes = (size_t)a->elems * sizeof(float);
     if (a->mem) {
-        memcpy(a->mem + i * a->elems, x, bytes);
+        memcpy((a->mem_next ? a->mem_next : a->mem) + i * a->elems, x, bytes);
         return LLMSQ_OK;
     }
     size_t z = ZSTD_compress(a->zbuf, a->zcap, x, bytes, 1);
@@ -95,7 +100,12 @@ llmsq_status llmsq_act_put(llmsq_act_store *a, int64_t i, const float *x)
 
 llmsq_status llmsq_act_swap(llmsq_act_store *a)
 {
-    if (a->mem) return LLMSQ_OK;
+    if (a->mem) {
+        float *t = a->mem_next;
+        a->mem_next = t ? a->mem : NULL;
+        a->mem = t ? t : a->mem;
+        return LLMSQ_OK;
+    }
     if (fflush(a->next.file) != 0) return llmsq_error(LLMSQ_STATUS_IO, "activation spill: flush failed");
     act_gen t = a->cur;
     a->cur = a->next;

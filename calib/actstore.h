@@ -16,14 +16,17 @@ typedef struct act_gen {
 
 typedef struct llmsq_act_store {
     int64_t n, elems;
-    float  *mem;      /* [n, elems] when not spilled (updated in place) */
+    float  *mem;      /* [n, elems] when not spilled (updated in place unless two_gens) */
+    float  *mem_next; /* [n, elems] the next generation, in RAM with two_gens only */
     act_gen cur, next;
     void   *zbuf;     /* compression scratch */
     size_t  zcap;
 } llmsq_act_store;
 
-/* spill: keep nothing in RAM but one sample at a time. */
-llmsq_status llmsq_act_init(llmsq_act_store *a, int64_t n, int64_t elems, bool spill);
+/* spill: keep nothing in RAM but one sample at a time. two_gens: in RAM, keep the current
+ * generation readable while the next is written (passes that read a block's inputs after its
+ * outputs were stored); a spilled store always has two generations. */
+llmsq_status llmsq_act_init(llmsq_act_store *a, int64_t n, int64_t elems, bool spill, bool two_gens);
 void         llmsq_act_free(llmsq_act_store *a);
 /* x [elems] <- sample i of the current generation */
 llmsq_status llmsq_act_get(llmsq_act_store *a, int64_t i, float *x);

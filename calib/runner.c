@@ -218,6 +218,14 @@ static llmsq_status run_chunk(llmsq_model *m, int64_t l, llmsq_act_store *acts, 
     return LLMSQ_OK;
 }
 
+static llmsq_status block_input(void *ctx, int64_t s, float *x)
+{
+    llmsq_act_store *a = ctx;
+    if (s < 0 || s >= a->n)
+        return llmsq_error(LLMSQ_STATUS_ARG, "calibration window %lld out of range (%lld)", (long long)s, (long long)a->n);
+    return llmsq_act_get(a, s, x);
+}
+
 static void free_workers(worker *w, int64_t n)
 {
     for (int64_t i = 0; w && i < n; i++) {
@@ -239,7 +247,8 @@ llmsq_status llmsq_calib_run(llmsq_model *m, const int32_t *tokens, const llmsq_
     bool wanted[LLMSQ_LINEAR_COUNT];
     llmsq_status st = LLMSQ_OK;
 
-    if (!pass->needs_hessian && !pass->needs_channel_stats) { /* e.g. RTN: no forward, one block at a time */
+    const bool observes = pass->needs_hessian || pass->needs_channel_stats;
+    if (!observes && !pass->run_block) { /* e.g. RTN: no forward, one block at a time */
         for (int64_t l = 0; l < c->n_layers && st == LLMSQ_OK; l++) {
             for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
                 char module[128];
@@ -253,7 +262,7 @@ llmsq_status llmsq_calib_run(llmsq_model *m, const int32_t *tokens, const llmsq_
 
     llmsq_act_store acts;
     bool spill = p->max_memory && (size_t)(N * L * d) * sizeof(float) > p->max_memory;
-    LLMSQ_TRY(llmsq_act_init(&acts, N, L * d, spill));
+    LLMSQ_TRY(llmsq_act_init(&acts, N, L * d, spill, pass->fp_propagate));
     if (spill) llmsq_log("calibration activations spill to disk (%.1f MiB above --max-memory)",
                          (double)((size_t)(N * L * d) * sizeof(float)) / 1048576.0);
     observe_ctx obs = {.hessian = pass->needs_hessian, .stats = pass->needs_channel_stats};
@@ -280,6 +289,16 @@ llmsq_status llmsq_calib_run(llmsq_model *m, const int32_t *tokens, const llmsq_
     int64_t step = 0;
     for (int64_t l = 0; l < c->n_layers && st == LLMSQ_OK; l++) {
         st = llmsq_model_rebind_layer(m, l);
+        /* the float block's outputs feed the next block (AWQ, SmoothQuant) */
+        for (int64_t s = 0; pass->fp_propagate && st == LLMSQ_OK && s < N; s += P) {
+            st = run_chunk(m, l, &acts, w, s, N - s < P ? N - s : P, L, NULL, NULL);
+            llmsq_progress_update(bar, step += (N - s < P ? N - s : P));
+        }
+        if (pass->run_block && st == LLMSQ_OK) {
+            const llmsq_block_calib in = {.nsamples = N, .seqlen = L, .get = block_input, .ctx = &acts};
+            st = pass->run_block(pass->user, m, l, &in);
+            if (st == LLMSQ_OK) st = llmsq_model_rebind_layer(m, l);
+        }
         for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
             char module[128];
             wanted[i] = !pass->wants || pass->wants(pass->user, llmsq_linear_module(l, i, module, sizeof module));
@@ -298,16 +317,16 @@ llmsq_status llmsq_calib_run(llmsq_model *m, const int32_t *tokens, const llmsq_
                 o.stop_after = in > o.stop_after ? in : o.stop_after;
                 any = true;
             }
-            for (int64_t s = 0; any && st == LLMSQ_OK && s < N; s += P) {
+            for (int64_t s = 0; any && observes && st == LLMSQ_OK && s < N; s += P) {
                 st = run_chunk(m, l, &acts, w, s, N - s < P ? N - s : P, L, &obs, &o);
                 llmsq_progress_update(bar, step += (N - s < P ? N - s : P));
             }
-            if (!any) step += N;
+            if (!any || !observes) step += N;
             if (any && st == LLMSQ_OK) st = rewrite(m, l, ids, &obs, pass, wanted);
             free_obs(&obs);
         }
         /* the block's output with its rewritten weights feeds the next block */
-        for (int64_t s = 0; st == LLMSQ_OK && s < N; s += P) {
+        for (int64_t s = 0; !pass->fp_propagate && st == LLMSQ_OK && s < N; s += P) {
             st = run_chunk(m, l, &acts, w, s, N - s < P ? N - s : P, L, NULL, NULL);
             llmsq_progress_update(bar, step += (N - s < P ? N - s : P));
         }

@@ -1,5 +1,5 @@
-/* llmsq quantize: RTN or GPTQ over a model's block linears, written as a compressed-tensors
- * or GPTQ checkpoint with a manifest. */
+/* llmsq quantize: RTN, GPTQ, AWQ (+GPTQ), SmoothQuant or naive W8A8 over a model's block
+ * linears, written as a compressed-tensors, GPTQ or AWQ checkpoint with a manifest. */
 #include "cli/cli.h"
 
 #include <getopt.h>
@@ -9,18 +9,28 @@
 
 static void help(FILE *f)
 {
-    fputs("usage: llmsq quantize --model M --method rtn|gptq --out DIR [options]\n\n"
+    fputs("usage: llmsq quantize --model M --method METHOD --out DIR [options]\n\n"
           "Quantizes every linear of the decoder blocks (lm_head and embeddings stay as they are)\n"
           "and writes a checkpoint that vLLM and transformers load as it is.\n\n"
-          "  --bits B             2, 3, 4 or 8 (default 4)\n"
-          "  --group-size G       columns per scale, or -1 for one per output channel (default 128);\n"
-          "                       a group that does not divide in_features leaves a partial last group\n"
-          "  --sym | --asym       symmetric grid (zero 2^(B-1), GPTQ's) or min/max grid (default --asym)\n"
+          "methods: rtn, gptq, awq (activation-aware scales + clipping, then RTN), awq+gptq (then GPTQ),\n"
+          "         smoothquant (smoothing + W8A8: int8 per-channel weights, int8 per-token activations),\n"
+          "         w8a8 (W8A8 without smoothing)\n\n"
+          "  --bits B             2, 3, 4 or 8 (default 4; W8A8 methods: 8)\n"
+          "  --group-size G       columns per scale, or -1 for one per output channel (default 128;\n"
+          "                       W8A8: -1); a group that does not divide in_features is partial\n"
+          "  --sym | --asym       symmetric grid (zero 2^(B-1)) or asymmetric (default --asym: GPTQ's\n"
+          "                       min/max grid; for awq AutoAWQ's zero-point grid)\n"
+          "  --no-clip            AWQ: skip the clipping search\n"
+          "  --no-duo             AWQ: scales x^a (llm-awq) instead of x^a / w^(1-a) (AutoAWQ)\n"
+          "  --alpha A            SmoothQuant migration strength in [0, 1] (default 0.5)\n"
+          "  --static             W8A8: static per-tensor activation scales (calibrated) instead of\n"
+          "                       dynamic per-token\n"
           "  --act-order          GPTQ: columns in decreasing Hessian-diagonal order (desc_act)\n"
           "  --static-groups      GPTQ with --act-order: groups fixed before reordering\n"
           "  --damp D             GPTQ dampening, fraction of the mean Hessian diagonal (default 0.01)\n"
           "  --no-true-sequential GPTQ: observe a whole block at once instead of q/k/v, o, gate/up, down\n"
-          "  --calib FILE         calibration text (plain, .jsonl, wiki.*.raw); required for gptq\n"
+          "  --calib FILE         calibration text (plain, .jsonl, wiki.*.raw); required for every\n"
+          "                       method but rtn and dynamic w8a8\n"
           "  --nsamples N         calibration windows (default 128)\n"
           "  --seqlen L           tokens per window (default 512)\n"
           "  --seed S             sampling seed (default 0)\n"
@@ -28,7 +38,8 @@ static void help(FILE *f)
           "  --max-memory SIZE    RAM for calibration activations (e.g. 2G); above it they spill to disk\n"
           "  --ignore REGEX       leave linears whose name matches unquantized (POSIX extended regex,\n"
           "                       e.g. 'mlp\\.down_proj')\n"
-          "  --format F           compressed-tensors (default; pack-quantized, bits 4 or 8) or gptq\n"
+          "  --format F           compressed-tensors (default; pack-quantized bits 4 or 8, int-quantized\n"
+          "                       for W8A8), gptq, or awq (AutoAWQ GEMM: 4-bit, out % 8 == 0)\n"
           "  --dry-run            print the memory plan and stop\n"
           "  --threads N          worker threads (default: all cores)\n"
           "  --quiet              no progress bar or per-linear report\n",
@@ -40,6 +51,26 @@ static llmsq_status check_format(llmsq_ckpt_format fmt, const llmsq_quant_params
                                  const llmsq_config *cfg, llmsq_quant_pass *pass)
 {
     const llmsq_calib_pass *cp = llmsq_quant_pass_calib(pass);
+    if (fmt == LLMSQ_CKPT_AWQ) {
+        if (qp->bits != 4)
+            return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "the AWQ format stores 4-bit weights, not %d-bit", qp->bits);
+        for (int64_t l = 0; l < cfg->n_layers; l++)
+            for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
+                char mod[128], w[160];
+                llmsq_linear_module(l, i, mod, sizeof mod);
+                if (cp->wants && !cp->wants(cp->user, mod)) continue;
+                snprintf(w, sizeof w, "%s.weight", mod);
+                const llmsq_tensor *t = llmsq_store_get(s, w);
+                const int64_t G = qp->group_size > 0 ? qp->group_size : t->shape[1];
+                if (t->shape[0] % 8 || t->shape[1] % G)
+                    return llmsq_error(LLMSQ_STATUS_UNSUPPORTED,
+                                       "%s [%lld, %lld]: the AWQ GEMM format packs 8 output features per word and "
+                                       "needs whole groups of %lld input features; leave it out with --ignore or use "
+                                       "--format compressed-tensors",
+                                       w, (long long)t->shape[0], (long long)t->shape[1], (long long)G);
+            }
+        return LLMSQ_OK;
+    }
     if (fmt == LLMSQ_CKPT_COMPRESSED_TENSORS && qp->bits != 4 && qp->bits != 8)
         return llmsq_error(LLMSQ_STATUS_UNSUPPORTED,
                            "compressed-tensors pack-quantized stores 4- or 8-bit weights, not %d-bit (use --format gptq)",
@@ -88,7 +119,7 @@ static void mib(char *buf, size_t cap, size_t bytes) { snprintf(buf, cap, "%10.1
 int llmsq_cmd_quantize(int argc, char **argv)
 {
     enum { O_SYM = 256, O_ASYM, O_ACT, O_STATIC, O_DAMP, O_NOTS, O_CALIB, O_NS, O_SEQ, O_SEED, O_MAXMEM, O_IGNORE,
-           O_FORMAT, O_DRY, O_THREADS, O_QUIET, O_BITS, O_GROUP };
+           O_FORMAT, O_DRY, O_THREADS, O_QUIET, O_BITS, O_GROUP, O_NOCLIP, O_NODUO, O_ALPHA, O_STATICACT };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"method", required_argument, 0, 'M'},
         {"out", required_argument, 0, 'o'}, {"bits", required_argument, 0, O_BITS},
@@ -100,11 +131,13 @@ int llmsq_cmd_quantize(int argc, char **argv)
         {"seed", required_argument, 0, O_SEED}, {"max-memory", required_argument, 0, O_MAXMEM},
         {"ignore", required_argument, 0, O_IGNORE}, {"format", required_argument, 0, O_FORMAT},
         {"dry-run", no_argument, 0, O_DRY}, {"threads", required_argument, 0, O_THREADS},
-        {"quiet", no_argument, 0, O_QUIET}, {"tokenizer", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"no-clip", no_argument, 0, O_NOCLIP},
+        {"no-duo", no_argument, 0, O_NODUO}, {"alpha", required_argument, 0, O_ALPHA},
+        {"static", no_argument, 0, O_STATICACT}, {"tokenizer", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model = NULL, *method = NULL, *out = NULL, *calib = NULL, *ignore = NULL, *format = "compressed-tensors";
     llmsq_quant_params qp = llmsq_quant_default_params();
     llmsq_calib_params cp = llmsq_calib_default_params();
-    bool dry = false;
+    bool dry = false, sym = false, bits_set = false, group_set = false, alpha_set = false;
     int64_t v, threads = 0;
     const char *tokenizer = NULL;
     opterr = 0;
@@ -118,10 +151,21 @@ int llmsq_cmd_quantize(int argc, char **argv)
         case O_BITS:
             if (!cli_parse_i64("quantize", "--bits", optarg, INT32_MIN, INT32_MAX, &v)) return 2;
             qp.bits = (int)v;
+            bits_set = true;
             break;
-        case O_GROUP: if (!cli_parse_i64("quantize", "--group-size", optarg, INT32_MIN, INT64_MAX, &qp.group_size)) return 2; break;
-        case O_SYM: qp.grid = LLMSQ_QGRID_SYM; break;
-        case O_ASYM: qp.grid = LLMSQ_QGRID_MINMAX; break;
+        case O_GROUP:
+            if (!cli_parse_i64("quantize", "--group-size", optarg, INT32_MIN, INT64_MAX, &qp.group_size)) return 2;
+            group_set = true;
+            break;
+        case O_SYM: sym = true; break;
+        case O_ASYM: sym = false; break;
+        case O_NOCLIP: qp.awq_clip = false; break;
+        case O_NODUO: qp.awq_duo = false; break;
+        case O_ALPHA:
+            if (!cli_parse_f64("quantize", "--alpha", optarg, &qp.sq_alpha)) return 2;
+            alpha_set = true;
+            break;
+        case O_STATICACT: qp.act_static = true; break;
         case O_ACT: qp.act_order = true; break;
         case O_STATIC: qp.static_groups = true; break;
         case O_DAMP: if (!cli_parse_f64("quantize", "--damp", optarg, &qp.damp)) return 2; break;
@@ -146,17 +190,48 @@ int llmsq_cmd_quantize(int argc, char **argv)
     }
     if (optind < argc) return cli_usage_error("quantize", "unexpected argument '%s'", argv[optind]);
     if (!model) return cli_usage_error("quantize", "--model is required");
-    if (!method) return cli_usage_error("quantize", "--method rtn|gptq is required");
+    if (!method) return cli_usage_error("quantize", "--method is required (rtn, gptq, awq, awq+gptq, smoothquant, w8a8)");
     llmsq_quant_method qm;
     if (!strcmp(method, "rtn")) qm = LLMSQ_QUANT_RTN;
     else if (!strcmp(method, "gptq")) qm = LLMSQ_QUANT_GPTQ;
-    else return cli_usage_error("quantize", "unknown method '%s' (rtn, gptq)", method);
+    else if (!strcmp(method, "awq")) qm = LLMSQ_QUANT_AWQ;
+    else if (!strcmp(method, "awq+gptq")) qm = LLMSQ_QUANT_AWQ_GPTQ;
+    else if (!strcmp(method, "smoothquant")) qm = LLMSQ_QUANT_SMOOTHQUANT;
+    else if (!strcmp(method, "w8a8")) qm = LLMSQ_QUANT_W8A8;
+    else return cli_usage_error("quantize", "unknown method '%s' (rtn, gptq, awq, awq+gptq, smoothquant, w8a8)", method);
+    const bool awq = qm == LLMSQ_QUANT_AWQ || qm == LLMSQ_QUANT_AWQ_GPTQ;
+    const bool w8a8 = qm == LLMSQ_QUANT_SMOOTHQUANT || qm == LLMSQ_QUANT_W8A8;
     llmsq_ckpt_format fmt;
     if (!strcmp(format, "compressed-tensors")) fmt = LLMSQ_CKPT_COMPRESSED_TENSORS;
     else if (!strcmp(format, "gptq")) fmt = LLMSQ_CKPT_GPTQ;
-    else return cli_usage_error("quantize", "unknown format '%s' (compressed-tensors, gptq)", format);
+    else if (!strcmp(format, "awq")) fmt = LLMSQ_CKPT_AWQ;
+    else return cli_usage_error("quantize", "unknown format '%s' (compressed-tensors, gptq, awq)", format);
     if (!out && !dry) return cli_usage_error("quantize", "--out DIR is required");
-    if (qm == LLMSQ_QUANT_GPTQ && !calib) return cli_usage_error("quantize", "--method gptq needs --calib FILE");
+    const bool needs_calib = qm != LLMSQ_QUANT_RTN && !(qm == LLMSQ_QUANT_W8A8 && !qp.act_static);
+    if (needs_calib && !calib) return cli_usage_error("quantize", "--method %s%s needs --calib FILE", method,
+                                                      qm == LLMSQ_QUANT_W8A8 ? " --static" : "");
+    if (w8a8) {
+        if ((bits_set && qp.bits != 8) || (group_set && qp.group_size != -1) || sym)
+            return cli_usage_error("quantize", "--method %s quantizes weights to 8-bit, per channel, symmetric: "
+                                   "drop --bits/--group-size/--sym", method);
+        if (fmt != LLMSQ_CKPT_COMPRESSED_TENSORS)
+            return cli_usage_error("quantize", "W8A8 checkpoints are written as compressed-tensors int-quantized; "
+                                   "--format %s cannot carry activation quantization", format);
+        qp.bits = 8;
+        qp.group_size = -1;
+        qp.grid = LLMSQ_QGRID_ABSMAX;
+    } else {
+        if (qp.act_static) return cli_usage_error("quantize", "--static applies to the W8A8 methods (smoothquant, w8a8)");
+        qp.grid = awq ? (sym ? LLMSQ_QGRID_ABSMAX : LLMSQ_QGRID_AWQ) : (sym ? LLMSQ_QGRID_SYM : LLMSQ_QGRID_MINMAX);
+    }
+    if (alpha_set && qm != LLMSQ_QUANT_SMOOTHQUANT) return cli_usage_error("quantize", "--alpha applies to --method smoothquant");
+    if (!awq && (!qp.awq_clip || !qp.awq_duo)) return cli_usage_error("quantize", "--no-clip and --no-duo apply to AWQ");
+    if (fmt == LLMSQ_CKPT_GPTQ && qp.grid == LLMSQ_QGRID_AWQ)
+        return cli_usage_error("quantize", "AWQ's asymmetric zero points can be 0, which GPTQ v1 checkpoints cannot "
+                               "store: use --format awq or compressed-tensors (or --sym)");
+    if (fmt == LLMSQ_CKPT_AWQ && (qp.act_order || qp.grid == LLMSQ_QGRID_SYM))
+        return cli_usage_error("quantize", "the AWQ format has contiguous groups and unsigned zero points: no "
+                               "--act-order, and GPTQ's --sym grid only with --method awq");
     if (qp.static_groups && !qp.act_order) return cli_usage_error("quantize", "--static-groups needs --act-order");
     /* GPTQ v1 checkpoints cannot store an asymmetric zero point of 0 (FORMATS.md 2.4). */
     qp.zero_min_one = fmt == LLMSQ_CKPT_GPTQ && qp.grid == LLMSQ_QGRID_MINMAX;
@@ -186,7 +261,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
     /* Scales in the checkpoint's dtype: GPTQ stores f16; compressed-tensors the model's own
      * float type (that of its embeddings), so an f32 model keeps exact f32 scales. */
     qp.scale_dtype = LLMSQ_DTYPE_F16;
-    if (fmt == LLMSQ_CKPT_COMPRESSED_TENSORS) {
+    if (fmt == LLMSQ_CKPT_COMPRESSED_TENSORS) { /* (AWQ and GPTQ store f16 scales) */
         const llmsq_tensor *emb = llmsq_store_get(llmsq_model_store(m), "model.embed_tokens.weight");
         qp.scale_dtype = emb->dtype == LLMSQ_DTYPE_BF16 ? LLMSQ_DTYPE_BF16
                          : emb->dtype == LLMSQ_DTYPE_F16 ? LLMSQ_DTYPE_F16 : LLMSQ_DTYPE_F32;
@@ -202,7 +277,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
 
     if (dry) {
         llmsq_calib_plan plan;
-        llmsq_calib_plan_bytes(cfg, &cp, qm == LLMSQ_QUANT_GPTQ, &plan);
+        llmsq_calib_plan_bytes(cfg, &cp, needs_calib, &plan);
         size_t weights = 0, qbytes = 0, largest = 0;
         llmsq_store *s = llmsq_model_store(m);
         for (size_t i = 0; i < llmsq_store_count(s); i++) {
@@ -221,7 +296,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
             }
         /* GPTQ's per-linear workspace: W and error in double, H and its inverse factor */
         size_t gptq_ws = 0;
-        if (qm == LLMSQ_QUANT_GPTQ) {
+        if (qm == LLMSQ_QUANT_GPTQ || qm == LLMSQ_QUANT_AWQ_GPTQ) {
             int64_t F = cfg->intermediate_size, d = cfg->hidden_size;
             size_t a = (size_t)(F * d) * 16 + (size_t)(F * F) * 16, b = (size_t)(d * F) * 16 + (size_t)(d * d) * 16;
             gptq_ws = a > b ? a : b;
@@ -252,10 +327,19 @@ int llmsq_cmd_quantize(int argc, char **argv)
     json_object_set_new(flags, "method", json_string(method));
     json_object_set_new(flags, "bits", json_integer(qp.bits));
     json_object_set_new(flags, "group_size", json_integer(qp.group_size));
-    json_object_set_new(flags, "sym", json_boolean(qp.grid != LLMSQ_QGRID_MINMAX));
+    json_object_set_new(flags, "sym", json_boolean(qp.grid != LLMSQ_QGRID_MINMAX && qp.grid != LLMSQ_QGRID_AWQ));
+    if (awq) {
+        json_object_set_new(flags, "awq_grid", json_integer(qp.awq_grid));
+        json_object_set_new(flags, "awq_duo", json_boolean(qp.awq_duo));
+        json_object_set_new(flags, "awq_clip", json_boolean(qp.awq_clip));
+    }
+    if (w8a8) {
+        if (qm == LLMSQ_QUANT_SMOOTHQUANT) json_object_set_new(flags, "alpha", json_real(qp.sq_alpha));
+        json_object_set_new(flags, "activations", json_string(qp.act_static ? "static per-tensor" : "dynamic per-token"));
+    }
     json_object_set_new(flags, "format", json_string(format));
     json_object_set_new(flags, "ignore", ignore ? json_string(ignore) : json_null());
-    if (qm == LLMSQ_QUANT_GPTQ) {
+    if (qm == LLMSQ_QUANT_GPTQ || qm == LLMSQ_QUANT_AWQ_GPTQ) {
         json_object_set_new(flags, "act_order", json_boolean(qp.act_order));
         json_object_set_new(flags, "static_groups", json_boolean(qp.static_groups));
         json_object_set_new(flags, "damp", json_real(qp.damp));
@@ -265,7 +349,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
     json_object_set_new(manifest, "inputs", inputs);
     if ((st = cli_hash_inputs(model, inputs)) != LLMSQ_OK) goto fail;
 
-    if (qm == LLMSQ_QUANT_GPTQ && (st = cli_calibration(m, model, calib, &cp, manifest, &tokens)) != LLMSQ_OK) goto fail;
+    if (needs_calib && (st = cli_calibration(m, model, calib, &cp, manifest, &tokens)) != LLMSQ_OK) goto fail;
 
     double t0 = llmsq_time_now();
     if ((st = llmsq_calib_run(m, tokens, &cp, llmsq_quant_pass_calib(pass))) != LLMSQ_OK) goto fail;

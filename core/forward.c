@@ -1,6 +1,7 @@
 /* The Llama-family forward pass on CPU: f32 activations, OpenBLAS sgemm for every
  * matmul, double accumulation for the reductions (RMSNorm, softmax). */
 #include "core/model-impl.h"
+#include "llmsq/quant.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -19,6 +20,31 @@ static void linear(const float *x, int64_t T, int64_t k, const float *W, const f
     if (b)
         for (int64_t t = 0; t < T; t++)
             for (int64_t j = 0; j < n; j++) y[t * n + j] += b[j];
+}
+
+/* A linear whose input is quantized first (W8A8): each row of x is replaced by its int8
+ * quantization times its scale (llmsq_act_quant_i8), which is what an int8 GEMM computes up
+ * to the f32 rounding of the accumulation. No quantization: the plain linear. */
+static llmsq_status linear_aq(const float *x, int64_t T, int64_t k, const float *W, const float *b, int64_t n,
+                              float *y, const llmsq_act_quant *aq)
+{
+    if (!aq || !aq->bits) {
+        linear(x, T, k, W, b, n, y);
+        return LLMSQ_OK;
+    }
+    float *xq = malloc((size_t)(T * k) * sizeof *xq);
+    int8_t *qi = malloc((size_t)k);
+    if (!xq || !qi) {
+        free(xq), free(qi);
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "forward: out of memory quantizing activations");
+    }
+    for (int64_t t = 0; t < T; t++) {
+        const float s = llmsq_act_quant_i8(x + t * k, k, aq->scale, qi);
+        for (int64_t i = 0; i < k; i++) xq[t * k + i] = s * (float)qi[i];
+    }
+    linear(xq, T, k, W, b, n, y);
+    free(xq), free(qi);
+    return LLMSQ_OK;
 }
 
 /* y = x * rsqrt(mean(x^2) + eps) * w over rows of length n (y may alias x). */
@@ -114,6 +140,68 @@ static void attention(const llmsq_config *c, const float *q, const float *kc, co
     }
 }
 
+/* q/k/v projections of the normed input xn [T, d] at positions pos0.. (K and V appended to
+ * kc/vc [pos0+T, nkv*hd]), q/k norms, RoPE, then causal attention into att [T, nh*hd].
+ * q [T, nh*hd] and scores [threads, T, pos0+T] are scratch. */
+static llmsq_status attend(const llmsq_model *m, const llmsq_layer_weights *w, const float *xn, int64_t T,
+                           int64_t pos0, float *kc, float *vc, float *q, float *att, float *scores)
+{
+    const llmsq_config *c = &m->cfg;
+    const int64_t d = c->hidden_size, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    LLMSQ_TRY(linear_aq(xn, T, d, w->wq, w->bq, qd, q, &w->act[LLMSQ_LINEAR_Q]));
+    LLMSQ_TRY(linear_aq(xn, T, d, w->wk, w->bk, kvd, kc + pos0 * kvd, &w->act[LLMSQ_LINEAR_K]));
+    LLMSQ_TRY(linear_aq(xn, T, d, w->wv, w->bv, kvd, vc + pos0 * kvd, &w->act[LLMSQ_LINEAR_V]));
+    if (c->qk_norm) {
+        rmsnorm(q, w->q_norm, T * c->n_heads, hd, c->rms_eps, q);
+        rmsnorm(kc + pos0 * kvd, w->k_norm, T * c->n_kv_heads, hd, c->rms_eps, kc + pos0 * kvd);
+    }
+    rope(q, T, c->n_heads, hd, pos0, m->inv_freq);
+    rope(kc + pos0 * kvd, T, c->n_kv_heads, hd, pos0, m->inv_freq);
+    attention(c, q, kc, vc, T, pos0, att, scores);
+    return LLMSQ_OK;
+}
+
+/* g [T, F] = silu(gate(xn)) * up(xn); u [T, F] is scratch. */
+static llmsq_status gate_up(const llmsq_model *m, const llmsq_layer_weights *w, const float *xn, int64_t T, float *g,
+                            float *u)
+{
+    const int64_t d = m->cfg.hidden_size, F = m->cfg.intermediate_size;
+    LLMSQ_TRY(linear_aq(xn, T, d, w->wg, w->bg, F, g, &w->act[LLMSQ_LINEAR_GATE]));
+    LLMSQ_TRY(linear_aq(xn, T, d, w->wu, w->bu, F, u, &w->act[LLMSQ_LINEAR_UP]));
+    for (int64_t i = 0; i < T * F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    return LLMSQ_OK;
+}
+
+llmsq_status llmsq_attn_forward(const llmsq_model *m, const llmsq_layer_weights *w, const float *xn, int64_t T,
+                                float *out)
+{
+    const llmsq_config *c = &m->cfg;
+    const int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    float *kc = malloc((size_t)(T * kvd) * sizeof(float)), *vc = malloc((size_t)(T * kvd) * sizeof(float));
+    float *q = malloc((size_t)(T * qd) * sizeof(float)), *att = malloc((size_t)(T * qd) * sizeof(float));
+    float *scores = malloc((size_t)threads * (size_t)(T * T) * sizeof(float));
+    llmsq_status st = kc && vc && q && att && scores
+                          ? attend(m, w, xn, T, 0, kc, vc, q, att, scores)
+                          : llmsq_error(LLMSQ_STATUS_NOMEM, "attention: out of memory for %lld tokens", (long long)T);
+    if (st == LLMSQ_OK) st = linear_aq(att, T, qd, w->wo, w->bo, c->hidden_size, out, &w->act[LLMSQ_LINEAR_O]);
+    free(kc), free(vc), free(q), free(att), free(scores);
+    return st;
+}
+
+llmsq_status llmsq_mlp_forward(const llmsq_model *m, const llmsq_layer_weights *w, const float *xn, int64_t T,
+                               float *out)
+{
+    const int64_t F = m->cfg.intermediate_size;
+    float *g = malloc((size_t)(T * F) * sizeof(float)), *u = malloc((size_t)(T * F) * sizeof(float));
+    llmsq_status st = g && u ? gate_up(m, w, xn, T, g, u)
+                             : llmsq_error(LLMSQ_STATUS_NOMEM, "MLP: out of memory for %lld tokens", (long long)T);
+    if (st == LLMSQ_OK)
+        st = linear_aq(g, T, F, w->wd, w->bd, m->cfg.hidden_size, out, &w->act[LLMSQ_LINEAR_DOWN]);
+    free(g), free(u);
+    return st;
+}
+
 llmsq_status llmsq_model_block_forward(const llmsq_model *m, int64_t layer, llmsq_kv_cache *cache, float *x,
                                        int64_t T)
 {
@@ -163,28 +251,17 @@ llmsq_status llmsq_model_block_forward_observed(const llmsq_model *m, int64_t la
     /* attention */
     rmsnorm(x, w->attn_norm, T, d, c->rms_eps, xn);
     if ((st = observe(obs, LLMSQ_INPUT_ATTN, xn, T, d, &stop)) != LLMSQ_OK || stop) goto done;
-    linear(xn, T, d, w->wq, w->bq, qd, q);
-    linear(xn, T, d, w->wk, w->bk, kvd, kc + pos0 * kvd);
-    linear(xn, T, d, w->wv, w->bv, kvd, vc + pos0 * kvd);
-    if (c->qk_norm) {
-        rmsnorm(q, w->q_norm, T * c->n_heads, hd, c->rms_eps, q);
-        rmsnorm(kc + pos0 * kvd, w->k_norm, T * c->n_kv_heads, hd, c->rms_eps, kc + pos0 * kvd);
-    }
-    rope(q, T, c->n_heads, hd, pos0, m->inv_freq);
-    rope(kc + pos0 * kvd, T, c->n_kv_heads, hd, pos0, m->inv_freq);
-    attention(c, q, kc, vc, T, pos0, att, scores);
+    if ((st = attend(m, w, xn, T, pos0, kc, vc, q, att, scores)) != LLMSQ_OK) goto done;
     if ((st = observe(obs, LLMSQ_INPUT_O, att, T, qd, &stop)) != LLMSQ_OK || stop) goto done;
-    linear(att, T, qd, w->wo, w->bo, d, xn);
+    if ((st = linear_aq(att, T, qd, w->wo, w->bo, d, xn, &w->act[LLMSQ_LINEAR_O])) != LLMSQ_OK) goto done;
     for (int64_t i = 0; i < T * d; i++) x[i] += xn[i];
 
     /* SwiGLU MLP: down(silu(gate(x)) * up(x)) */
     rmsnorm(x, w->ffn_norm, T, d, c->rms_eps, xn);
     if ((st = observe(obs, LLMSQ_INPUT_MLP, xn, T, d, &stop)) != LLMSQ_OK || stop) goto done;
-    linear(xn, T, d, w->wg, w->bg, F, g);
-    linear(xn, T, d, w->wu, w->bu, F, u);
-    for (int64_t i = 0; i < T * F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    if ((st = gate_up(m, w, xn, T, g, u)) != LLMSQ_OK) goto done;
     if ((st = observe(obs, LLMSQ_INPUT_DOWN, g, T, F, &stop)) != LLMSQ_OK || stop) goto done;
-    linear(g, T, F, w->wd, w->bd, d, xn);
+    if ((st = linear_aq(g, T, F, w->wd, w->bd, d, xn, &w->act[LLMSQ_LINEAR_DOWN])) != LLMSQ_OK) goto done;
     for (int64_t i = 0; i < T * d; i++) x[i] += xn[i];
 
 done:

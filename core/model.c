@@ -1,5 +1,6 @@
 /* Model construction: config checks, weight binding and validation, RoPE frequencies. */
 #include "core/model-impl.h"
+#include "llmsq/quant.h"
 #include "llmsq/runtime.h"
 
 #include <math.h>
@@ -146,6 +147,19 @@ static llmsq_status bind_layer(bind_ctx *b, int64_t l)
         B_("mlp.down_proj.bias", d, 0, bd);
     }
 #undef B_
+    /* W8A8 linears quantize their inputs at inference */
+    for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
+        char module[128];
+        snprintf(name, sizeof name, "%s.weight", llmsq_linear_module(l, (llmsq_linear_id)i, module, sizeof module));
+        const llmsq_qlinear *ql = llmsq_store_get_qlinear(b->m->store, name);
+        w->act[i] = (llmsq_act_quant){0, 0.0f};
+        if (ql && ql->act_bits) {
+            if (ql->act_bits != 8)
+                return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: '%s' quantizes its inputs to %d bits (int8 only)",
+                                   b->src, name, ql->act_bits);
+            w->act[i] = (llmsq_act_quant){8, ql->act_static ? ql->act_scale : 0.0f};
+        }
+    }
     return LLMSQ_OK;
 }
 
@@ -207,6 +221,12 @@ llmsq_status llmsq_model_rebind_layer(llmsq_model *m, int64_t layer)
     llmsq_status st = bind_layer(&b, layer);
     if (st != LLMSQ_OK) memset(&m->layers[layer], 0, sizeof m->layers[layer]);
     return st;
+}
+
+const llmsq_layer_weights *llmsq_model_layer(const llmsq_model *m, int64_t layer)
+{
+    LLMSQ_ASSERT(layer >= 0 && layer < m->cfg.n_layers);
+    return &m->layers[layer];
 }
 
 void llmsq_model_unbind_layer(llmsq_model *m, int64_t layer)

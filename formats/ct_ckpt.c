@@ -1,6 +1,7 @@
 /* compressed-tensors pack-quantized checkpoints (FORMATS.md 4): the canonical quantized
  * linear to and from weight_packed / weight_scale / weight_shape / weight_zero_point /
- * weight_g_idx. compressed-tensors keeps signed codes and zero points and stores them plus
+ * weight_g_idx; the config side of int-quantized (W8A8) groups, whose tensors ct_int8.c
+ * translates. compressed-tensors keeps signed codes and zero points and stores them plus
  * 2^(b-1), which is exactly our unsigned code and zero point, so no offset is applied here. */
 #include "formats/qpack.h"
 #include "formats/sparse_ckpt.h"
@@ -53,16 +54,7 @@ llmsq_status llmsq_ct_fill(const llmsq_qckpt_scheme *sc, const llmsq_qlinear *q,
         for (int64_t o = 0; o < out; o++) llmsq_qpack(q->codes + o * in, 1, in, b, p + 4 * o * t->shape[1], 1);
         break;
     case LLMSQ_QK_CT_SCALE:
-        for (int64_t k = 0; k < out * ng; k++) {
-            if (sc->scale_dtype == LLMSQ_DTYPE_F32) {
-                memcpy(p + 4 * k, &q->scales[k], 4); /* little-endian host */
-                continue;
-            }
-            uint16_t h = sc->scale_dtype == LLMSQ_DTYPE_BF16 ? llmsq_f32_to_bf16(q->scales[k])
-                                                              : llmsq_f32_to_f16(q->scales[k]);
-            p[2 * k] = (uint8_t)h;
-            p[2 * k + 1] = (uint8_t)(h >> 8);
-        }
+        for (int64_t k = 0; k < out * ng; k++) llmsq_qckpt_st_float(p, k, sc->scale_dtype, q->scales[k]);
         break;
     case LLMSQ_QK_CT_SHAPE:
         for (int i = 0; i < 8; i++) {
@@ -89,8 +81,23 @@ llmsq_status llmsq_ct_fill(const llmsq_qckpt_scheme *sc, const llmsq_qlinear *q,
     return LLMSQ_OK;
 }
 
+json_t *llmsq_ct_wrap_config(const char *format, json_t *weights, json_t *input_act, const json_t *ignore)
+{
+    if (!weights) {
+        json_decref(input_act);
+        return NULL;
+    }
+    if (!input_act) input_act = json_null();
+    return json_pack("{s:s, s:s, s:s, s:n, s:O, s:n, s:{}, s:{s:{s:[s], s:o, s:o, s:n}}}", "quant_method",
+                     "compressed-tensors", "format", format, "quantization_status", "compressed",
+                     "global_compression_ratio", "ignore", ignore, "kv_cache_scheme", "sparsity_config",
+                     "config_groups", "group_0", "targets", "Linear", "weights", weights, "input_activations",
+                     input_act, "output_activations");
+}
+
 json_t *llmsq_ct_config(const llmsq_qckpt_scheme *sc, const json_t *ignore)
 {
+    if (sc->act_bits) return llmsq_ct_int8_config(sc, ignore);
     const bool channel = sc->group_size == -1;
     json_t *actorder = sc->g_idx                        ? json_string("group")
                        : sc->act_order && !channel ? json_string("weight")
@@ -99,12 +106,7 @@ json_t *llmsq_ct_config(const llmsq_qckpt_scheme *sc, const json_t *ignore)
     json_t *w = json_pack("{s:i, s:s, s:b, s:s, s:o, s:b, s:o}", "num_bits", sc->bits, "type", "int", "symmetric",
                           sc->sym, "strategy", channel ? "channel" : "group", "group_size",
                           channel ? json_null() : json_integer(sc->group_size), "dynamic", 0, "actorder", actorder);
-    if (!w) return NULL;
-    return json_pack("{s:s, s:s, s:s, s:n, s:O, s:n, s:{}, s:{s:{s:[s], s:o, s:n, s:n}}}", "quant_method",
-                     "compressed-tensors", "format", "pack-quantized", "quantization_status", "compressed",
-                     "global_compression_ratio", "ignore", ignore, "kv_cache_scheme", "sparsity_config",
-                     "config_groups", "group_0", "targets", "Linear", "weights", w, "input_activations",
-                     "output_activations");
+    return llmsq_ct_wrap_config("pack-quantized", w, NULL, ignore);
 }
 
 /* ---- import ------------------------------------------------------------------------------------- */
@@ -112,7 +114,9 @@ json_t *llmsq_ct_config(const llmsq_qckpt_scheme *sc, const json_t *ignore)
 typedef struct ct_group {
     const char   *name;
     const json_t *targets;
-    bool          packed;     /* pack-quantized; false: weights stored dense */
+    bool          packed;     /* pack-quantized; false: weights stored dense, or int8 */
+    bool          int8;       /* int-quantized (W8A8 or int8 weight-only) */
+    llmsq_ct_int8_args i8;
     int           bits;
     int64_t       group_size; /* -1: channel */
     bool          sym;
@@ -165,13 +169,23 @@ static llmsq_status parse_group(const char *path, const char *top_format, const 
     g->name = name;
     if (json_is_array(v)) { /* a preset name mapped to its targets */
         g->targets = v;
+        if (strcmp(name, "W8A8") == 0 || strcmp(name, "INT8") == 0) {
+            /* int8 per-channel weights, int8 dynamic per-token activations (FORMATS.md 4.6) */
+            if (!top_format || strcmp(top_format, "int-quantized") != 0)
+                return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: compressed-tensors preset scheme \"%s\" with format "
+                                   "\"%s\" is not supported (int-quantized)", path, name,
+                                   top_format ? top_format : "(none)");
+            g->int8 = true;
+            g->i8 = (llmsq_ct_int8_args){.per_tensor = false, .act_bits = 8, .act_static = false};
+            return LLMSQ_OK;
+        }
         g->packed = true;
         g->bits = strcmp(name, "W8A16") == 0 ? 8 : 4;
         g->group_size = g->bits == 8 ? -1 : 128;
         g->sym = strcmp(name, "W4A16_ASYM") != 0;
         if (strcmp(name, "W4A16") != 0 && strcmp(name, "W4A16_ASYM") != 0 && strcmp(name, "W8A16") != 0)
             return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: compressed-tensors preset scheme \"%s\" is not supported "
-                               "(W4A16, W4A16_ASYM, W8A16)", path, name);
+                               "(W4A16, W4A16_ASYM, W8A16, W8A8)", path, name);
         if (!top_format || strcmp(top_format, "pack-quantized") != 0)
             return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: compressed-tensors format \"%s\" is not supported "
                                "(pack-quantized only)", path, top_format ? top_format : "(none)");
@@ -182,10 +196,14 @@ static llmsq_status parse_group(const char *path, const char *top_format, const 
     g->targets = json_object_get(v, "targets");
     const char *fmt = json_string_value(json_object_get(v, "format"));
     if (!fmt) fmt = top_format;
-    if (!fmt || (strcmp(fmt, "pack-quantized") != 0 && strcmp(fmt, "dense") != 0))
+    if (!fmt || (strcmp(fmt, "pack-quantized") != 0 && strcmp(fmt, "int-quantized") != 0 && strcmp(fmt, "dense") != 0))
         return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: compressed-tensors format \"%s\" (group %s) is not supported "
-                           "(pack-quantized only)", path, fmt ? fmt : "(none)", name);
+                           "(pack-quantized, int-quantized)", path, fmt ? fmt : "(none)", name);
     json_t *in = json_object_get(v, "input_activations"), *outa = json_object_get(v, "output_activations");
+    if (strcmp(fmt, "int-quantized") == 0) {
+        g->int8 = true;
+        return llmsq_ct_int8_parse(path, name, json_object_get(v, "weights"), in, outa, &g->i8);
+    }
     if ((in && !json_is_null(in)) || (outa && !json_is_null(outa)))
         return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: compressed-tensors group %s quantizes activations "
                            "(only weight-only schemes are supported)", path, name);
@@ -370,6 +388,30 @@ fail:
     return st;
 }
 
+/* int-quantized linears keep "<m>.weight" (I8) beside "<m>.weight_scale"; every I8 weight must
+ * belong to an int-quantized group, since nothing else could say what its scale means. */
+static llmsq_status import_int8(llmsq_store *s, const char *path, ct_group *groups, size_t ng)
+{
+    char **names;
+    size_t n;
+    LLMSQ_TRY(llmsq_qckpt_names(s, ".weight", &names, &n));
+    llmsq_status st = LLMSQ_OK;
+    for (size_t i = 0; i < n && st == LLMSQ_OK; i++) {
+        const llmsq_tensor *t = llmsq_store_get(s, names[i]);
+        if (t->qlinear || t->dtype != LLMSQ_DTYPE_I8) continue;
+        names[i][strlen(names[i]) - strlen(".weight")] = '\0';
+        ct_group *g = NULL;
+        if ((st = find_group(path, groups, ng, names[i], &g)) != LLMSQ_OK) break;
+        if (!g || !g->int8)
+            st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: tensor '%s.weight' is I8 but matches no int-quantized config "
+                             "group", path, names[i]);
+        else
+            st = llmsq_ct_int8_import(s, path, g->name, &g->i8, names[i]);
+    }
+    llmsq_qckpt_free_names(names, n);
+    return st;
+}
+
 /* ---- sparsity_config (FORMATS.md 4.7) --------------------------------------------------------------- */
 
 static llmsq_status parse_sparsity(const char *path, const json_t *sp, const char **spf, int *n, int *m)
@@ -528,6 +570,7 @@ llmsq_status llmsq_ct_import(llmsq_store *s, const json_t *qc, const char *path)
         else
             st = import_one(s, path, g, names[i]);
     }
+    if (st == LLMSQ_OK) st = import_int8(s, path, groups, ng);
     if (st == LLMSQ_OK && nm_m > 0) st = verify_nm(s, path, sp, nm_n, nm_m);
 out:
     if (names) llmsq_qckpt_free_names(names, n);

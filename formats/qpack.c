@@ -1,5 +1,5 @@
-/* Bit packing of quantized codes (FORMATS.md 2.4, 4.5) and helpers shared by the GPTQ and
- * compressed-tensors translations. */
+/* Bit packing of quantized codes (FORMATS.md 2.4, 4.5) and helpers shared by the GPTQ, AWQ
+ * and compressed-tensors translations. */
 #include "formats/qpack.h"
 
 #include <stdlib.h>
@@ -67,8 +67,23 @@ void llmsq_qunpack(const void *w, int64_t ws, int64_t n, int bits, uint8_t *v, i
 
 const char *const llmsq_qckpt_suffixes[] = {
     "qweight",      "qzeros",       "scales",      "g_idx",        "weight_packed",
-    "weight_scale", "weight_shape", "weight_zero_point", "weight_g_idx", NULL,
+    "weight_scale", "weight_shape", "weight_zero_point", "weight_g_idx", "input_scale", NULL,
 };
+
+void llmsq_qckpt_st_float(void *dst, int64_t k, llmsq_dtype dt, float v)
+{
+    uint8_t *p = dst;
+    if (dt == LLMSQ_DTYPE_F32) {
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        llmsq_st_u32(p, k, u);
+        return;
+    }
+    LLMSQ_ASSERT(dt == LLMSQ_DTYPE_F16 || dt == LLMSQ_DTYPE_BF16);
+    uint16_t h = dt == LLMSQ_DTYPE_BF16 ? llmsq_f32_to_bf16(v) : llmsq_f32_to_f16(v);
+    p[2 * k] = (uint8_t)h;
+    p[2 * k + 1] = (uint8_t)(h >> 8);
+}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -128,6 +143,21 @@ llmsq_status llmsq_qckpt_to_f32(const llmsq_tensor *t, float *dst)
     return LLMSQ_OK;
 }
 
+llmsq_status llmsq_qckpt_put_as(llmsq_store *s, const char *prefix, llmsq_qlinear *q)
+{
+    size_t n = strlen(prefix);
+    char *name = malloc(n + 8);
+    if (!name) {
+        llmsq_qlinear_free(q);
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    }
+    memcpy(name, prefix, n);
+    memcpy(name + n, ".weight", 8);
+    llmsq_status st = llmsq_store_put_qlinear(s, name, q);
+    free(name);
+    return st;
+}
+
 llmsq_status llmsq_qckpt_put(llmsq_store *s, const char *prefix, llmsq_qlinear *q)
 {
     const int32_t mid = 1 << (q->bits - 1);
@@ -142,15 +172,5 @@ llmsq_status llmsq_qckpt_put(llmsq_store *s, const char *prefix, llmsq_qlinear *
             q->g_idx = NULL;
         }
     }
-    size_t n = strlen(prefix);
-    char *name = malloc(n + 8);
-    if (!name) {
-        llmsq_qlinear_free(q);
-        return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
-    }
-    memcpy(name, prefix, n);
-    memcpy(name + n, ".weight", 8);
-    llmsq_status st = llmsq_store_put_qlinear(s, name, q);
-    free(name);
-    return st;
+    return llmsq_qckpt_put_as(s, prefix, q);
 }

@@ -1,7 +1,7 @@
-/* Internal to formats/: packing of integer codes into 32-bit words (FORMATS.md 2.4, 4.5) and
- * the translation between the canonical quantized linear (quant.h) and the tensor groups of
- * GPTQ and compressed-tensors pack-quantized checkpoints. Shared by the directory writer
- * (quant_ckpt_write.c) and the importer (quant_import.c). */
+/* Internal to formats/: packing of integer codes into 32-bit words (FORMATS.md 2.4, 3.3, 4.5)
+ * and the translation between the canonical quantized linear (quant.h) and the tensor groups
+ * of GPTQ, AutoAWQ GEMM and compressed-tensors (pack-quantized, int-quantized) checkpoints.
+ * Shared by the directory writer (quant_ckpt_write.c) and the importer (quant_import.c). */
 #ifndef LLMSQ_FORMATS_QPACK_H
 #define LLMSQ_FORMATS_QPACK_H
 
@@ -41,13 +41,18 @@ typedef struct llmsq_qckpt_scheme {
     bool     act_order;   /* GPTQ desc_act / compressed-tensors actorder */
     bool     g_idx;       /* compressed-tensors: weight_g_idx tensors (actorder "group") */
     bool     gptq_v2;     /* GPTQ zero points stored as z (v2), else z - 1 (v1); read only */
-    llmsq_dtype scale_dtype; /* F16 (GPTQ always), BF16 or F32: the narrowest that holds every scale exactly */
+    llmsq_dtype scale_dtype; /* F16 (GPTQ, AWQ always), BF16 or F32: the narrowest that holds every scale exactly */
+    /* compressed-tensors only: 8 = int-quantized W8A8 (every linear has act_bits 8), 0 = weight-only */
+    int      act_bits;
+    bool     act_static;  /* W8A8 with per-tensor static input scales (input_scale tensors) */
 } llmsq_qckpt_scheme;
 
 /* What a packed tensor holds. */
 typedef enum llmsq_qckpt_kind {
     LLMSQ_QK_GPTQ_QWEIGHT, LLMSQ_QK_GPTQ_QZEROS, LLMSQ_QK_GPTQ_SCALES, LLMSQ_QK_GPTQ_GIDX,
-    LLMSQ_QK_CT_PACKED, LLMSQ_QK_CT_SCALE, LLMSQ_QK_CT_SHAPE, LLMSQ_QK_CT_ZERO, LLMSQ_QK_CT_GIDX
+    LLMSQ_QK_CT_PACKED, LLMSQ_QK_CT_SCALE, LLMSQ_QK_CT_SHAPE, LLMSQ_QK_CT_ZERO, LLMSQ_QK_CT_GIDX,
+    LLMSQ_QK_AWQ_QWEIGHT, LLMSQ_QK_AWQ_QZEROS, LLMSQ_QK_AWQ_SCALES,
+    LLMSQ_QK_I8_WEIGHT, LLMSQ_QK_I8_SCALE, LLMSQ_QK_I8_INPUT_SCALE
 } llmsq_qckpt_kind;
 
 /* One tensor of the group that stands for a linear "<prefix>.weight": "<prefix>.<suffix>". */
@@ -62,8 +67,8 @@ typedef struct llmsq_qckpt_tensor {
 
 #define LLMSQ_QCKPT_MAX_TENSORS 5
 
-/* Suffixes of every packed tensor either format writes (NULL-terminated), so a writer can
- * drop the stale packed tensors of an imported checkpoint. */
+/* Suffixes of every packed tensor any format writes besides "weight" itself (NULL-terminated),
+ * so a writer can drop the stale packed tensors of an imported checkpoint. */
 extern const char *const llmsq_qckpt_suffixes[];
 
 /* GPTQ (gptq_ckpt.c): qweight I32 [in*b/32, out], qzeros I32 [ngroups, out*b/32],
@@ -101,7 +106,67 @@ json_t *llmsq_ct_config(const llmsq_qckpt_scheme *sc, const json_t *ignore);
  * group (by name, "re:" regex, then "Linear"). Errors: UNSUPPORTED, FORMAT, NOMEM. */
 llmsq_status llmsq_ct_import(llmsq_store *s, const json_t *qc, const char *cfg_path);
 
+/* compressed-tensors output helper (ct_ckpt.c): the quantization_config object of top-level
+ * `format` around one config group "group_0" targeting "Linear" with these weights and
+ * input_activations (both taken; input_act NULL writes null); ignore is borrowed. The group
+ * carries no "format" key of its own (older readers reject it). NULL when out of memory. */
+json_t *llmsq_ct_wrap_config(const char *format, json_t *weights, json_t *input_act, const json_t *ignore);
+
+/* AutoAWQ GEMM (awq_ckpt.c, FORMATS.md 3), G the scheme's group size (never -1 here: the writer
+ * turns per-channel into G = in): qweight I32 [in, out/8] and qzeros I32 [in/G, out/8], both
+ * packed along the output dimension with slot k of word c holding column 8c + AWQ_ORDER[k];
+ * scales F16 [in/G, out]. */
+int          llmsq_awq_tensors(const llmsq_qckpt_scheme *sc, const llmsq_qlinear *q,
+                               llmsq_qckpt_tensor out[LLMSQ_QCKPT_MAX_TENSORS]);
+/* Whether q can be stored: 4 bits, contiguous groups (no act-order g_idx), in % G == 0,
+ * out % 8 == 0. Errors: UNSUPPORTED naming `name` and the reason. */
+llmsq_status llmsq_awq_check(const llmsq_qckpt_scheme *sc, const char *name, const llmsq_qlinear *q);
+/* Fills dst (t->nbytes) with the bytes of t. */
+llmsq_status llmsq_awq_fill(const llmsq_qckpt_scheme *sc, const llmsq_qlinear *q,
+                            const llmsq_qckpt_tensor *t, void *dst);
+/* The quantization_config object (FORMATS.md 3.1). skip: module names of Linear layers left in
+ * float (a JSON array, borrowed; "lm_head" is dropped from it, AWQ readers never convert it),
+ * written as modules_to_not_convert, null when empty. NULL when out of memory. */
+json_t *llmsq_awq_config(const llmsq_qckpt_scheme *sc, const json_t *skip);
+/* AWQ readers skip a module when any modules_to_not_convert entry is a substring of its name:
+ * fails when an entry of skip would also skip a name of quantized. Errors: UNSUPPORTED. */
+llmsq_status llmsq_awq_check_skips(const json_t *skip, const json_t *quantized);
+/* Translates every "<prefix>.qweight" of the store. Errors: UNSUPPORTED (bits, version),
+ * FORMAT (shapes, naming the tensor), NOMEM. */
+llmsq_status llmsq_awq_import(llmsq_store *s, const json_t *qc, const char *cfg_path);
+
+/* compressed-tensors int-quantized W8A8 (ct_int8.c, FORMATS.md 4.2-4.6): weight I8 [out, in]
+ * (code - 128), weight_scale [out, 1] in the scale dtype, input_scale [1] when act_static. */
+int          llmsq_ct_int8_tensors(const llmsq_qckpt_scheme *sc, const llmsq_qlinear *q,
+                                   llmsq_qckpt_tensor out[LLMSQ_QCKPT_MAX_TENSORS]);
+/* Whether q can be stored: 8 bits, one group per row, every zero 128, act_bits 8 with the
+ * scheme's act_static, a static act_scale finite, > 0 and exact in the scale dtype.
+ * Errors: UNSUPPORTED naming `name`. */
+llmsq_status llmsq_ct_int8_check(const llmsq_qckpt_scheme *sc, const char *name, const llmsq_qlinear *q);
+llmsq_status llmsq_ct_int8_fill(const llmsq_qckpt_scheme *sc, const llmsq_qlinear *q,
+                                const llmsq_qckpt_tensor *t, void *dst);
+/* The quantization_config object (FORMATS.md 4.6 W8A8-int8); ignore as llmsq_ct_config. */
+json_t *llmsq_ct_int8_config(const llmsq_qckpt_scheme *sc, const json_t *ignore);
+
+/* What an int-quantized config group says (read side). */
+typedef struct llmsq_ct_int8_args {
+    bool per_tensor;  /* weights strategy "tensor": weight_scale [1]; else "channel": [out, 1] */
+    int  act_bits;    /* 8, or 0 when input_activations is null (weight-only int8) */
+    bool act_static;  /* strategy "tensor", dynamic false: input_scale [1] */
+} llmsq_ct_int8_args;
+/* Parses the weights / input_activations / output_activations of int-quantized group `group`.
+ * Errors: UNSUPPORTED naming what was found (asymmetric, not int8, other strategies). */
+llmsq_status llmsq_ct_int8_parse(const char *path, const char *group, const json_t *weights,
+                                 const json_t *input_act, const json_t *output_act, llmsq_ct_int8_args *a);
+/* Translates "<module>.weight" (I8) with its scales into the canonical form (grid ABSMAX,
+ * zeros 128, act fields from a). Errors: FORMAT naming the tensor, NOMEM. */
+llmsq_status llmsq_ct_int8_import(llmsq_store *s, const char *path, const char *group,
+                                  const llmsq_ct_int8_args *a, const char *module);
+
 /* ---- shared helpers -------------------------------------------------------------------------- */
+
+/* dst[k] = v in dtype dt (F32, F16 or BF16), little-endian, dst need not be aligned. */
+void llmsq_qckpt_st_float(void *dst, int64_t k, llmsq_dtype dt, float v);
 
 /* Names of the store's tensors ending in `suffix`, sorted (malloc'd array of malloc'd strings;
  * free with llmsq_qckpt_free_names). Errors: NOMEM. */
@@ -112,9 +177,12 @@ void         llmsq_qckpt_free_names(char **names, size_t n);
  * Errors: FORMAT naming the tensor when its dtype is not F32/F16/BF16. */
 llmsq_status llmsq_qckpt_to_f32(const llmsq_tensor *t, float *dst);
 
-/* Finishes an imported linear: grid from the zero points, trivial g_idx dropped, stored
- * under "<prefix>.weight" (takes q). */
+/* Finishes an imported linear: grid from the zero points (SYM or MINMAX), trivial g_idx
+ * dropped, stored under "<prefix>.weight" (takes q). */
 llmsq_status llmsq_qckpt_put(llmsq_store *s, const char *prefix, llmsq_qlinear *q);
+/* Stores q under "<prefix>.weight" as it is, for formats whose grid is known from the method
+ * (AWQ, int-quantized) rather than from the zero points (takes q). */
+llmsq_status llmsq_qckpt_put_as(llmsq_store *s, const char *prefix, llmsq_qlinear *q);
 
 /* ---- writer internals exposed for tests ------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
-/* Quantized checkpoint directories (FORMATS.md 1.4, 2, 4, 8.1): the store's quantized linears
- * packed as GPTQ or compressed-tensors, every other tensor as it is stored, config.json with
- * quantization_config, tokenizer files, and a manifest with the sha256 of every output. */
+/* Quantized checkpoint directories (FORMATS.md 1.4, 2, 3, 4, 8.1): the store's quantized linears
+ * packed as GPTQ, AutoAWQ GEMM or compressed-tensors (pack-quantized, or int-quantized for W8A8),
+ * every other tensor as it is stored, config.json with quantization_config, tokenizer files,
+ * and a manifest with the sha256 of every output. */
 #include "formats/outdir.h"
 #include "formats/qpack.h"
 #include "formats/safetensors_write.h"
@@ -58,6 +59,33 @@ static bool ends_with(const char *s, const char *suf)
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+/* ---- the per-format translation of one linear ------------------------------------------------- */
+
+typedef struct codec {
+    int (*tensors)(const llmsq_qckpt_scheme *, const llmsq_qlinear *, llmsq_qckpt_tensor *);
+    llmsq_status (*check)(const llmsq_qckpt_scheme *, const char *, const llmsq_qlinear *);
+    llmsq_status (*fill)(const llmsq_qckpt_scheme *, const llmsq_qlinear *, const llmsq_qckpt_tensor *, void *);
+} codec;
+
+static const codec k_gptq = {llmsq_gptq_tensors, llmsq_gptq_check, llmsq_gptq_fill};
+static const codec k_awq = {llmsq_awq_tensors, llmsq_awq_check, llmsq_awq_fill};
+static const codec k_ct = {llmsq_ct_tensors, llmsq_ct_check, llmsq_ct_fill};
+static const codec k_ct_int8 = {llmsq_ct_int8_tensors, llmsq_ct_int8_check, llmsq_ct_int8_fill};
+
+static const codec *codec_of(const llmsq_qckpt_scheme *sc)
+{
+    switch (sc->format) {
+    case LLMSQ_CKPT_GPTQ: return &k_gptq;
+    case LLMSQ_CKPT_AWQ: return &k_awq;
+    default: return sc->act_bits ? &k_ct_int8 : &k_ct;
+    }
+}
+
+static const char *format_name(llmsq_ckpt_format f)
+{
+    return f == LLMSQ_CKPT_GPTQ ? "GPTQ" : f == LLMSQ_CKPT_AWQ ? "AWQ" : "compressed-tensors";
+}
+
 /* ---- the scheme every quantized linear must share ------------------------------------------ */
 
 typedef struct qent {
@@ -90,8 +118,8 @@ static llmsq_status check_canonical(const char *name, const llmsq_qlinear *q, ll
                                (long long)(k / q->n_groups), top);
         if (!isfinite(s) || (scale_dtype == LLMSQ_DTYPE_F16 && !exact_f16(s)) ||
             (scale_dtype == LLMSQ_DTYPE_BF16 && !exact_bf16(s)))
-            return llmsq_error(LLMSQ_STATUS_ARG, "%s: scale %.9g (row %lld) is not a %s value (GPTQ checkpoints store "
-                               "f16 scales: quantize with an f16 scale dtype)", name, (double)s,
+            return llmsq_error(LLMSQ_STATUS_ARG, "%s: scale %.9g (row %lld) is not a %s value (GPTQ and AWQ "
+                               "checkpoints store f16 scales: quantize with an f16 scale dtype)", name, (double)s,
                                (long long)(k / q->n_groups), llmsq_dtype_info(scale_dtype)->name);
     }
     if (q->g_idx)
@@ -109,16 +137,42 @@ static llmsq_status derive_scheme(llmsq_ckpt_format fmt, const qent *e, size_t n
     sc->bits = e[0].q->bits;
     sc->group_size = -1;
     sc->sym = true;
-    /* GPTQ readers expect f16 scales; compressed-tensors takes the model's float type, so use
-     * the narrowest one that holds every scale exactly (f32 models quantized with f32 scales
-     * keep them: the reference RTN/GPTQ grids are not f16-rounded). */
+    /* W8A8 (activations quantized too) is compressed-tensors' int-quantized scheme, and a
+     * checkpoint holds one scheme: every linear W8A8, or none. */
+    sc->act_bits = e[0].q->act_bits;
+    sc->act_static = e[0].q->act_static;
+    for (size_t i = 0; i < n; i++) {
+        const llmsq_qlinear *q = e[i].q;
+        if (q->act_bits != 0 && q->act_bits != 8)
+            return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: act_bits %d (int8 activations or none)", e[i].name,
+                               q->act_bits);
+        if (q->act_bits != sc->act_bits)
+            return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "the store mixes W8A8 and weight-only quantized linears (%s: "
+                               "act_bits %d, %s: act_bits %d); a checkpoint holds one scheme", e[0].name, sc->act_bits,
+                               e[i].name, q->act_bits);
+    }
+    if (sc->act_bits && fmt != LLMSQ_CKPT_COMPRESSED_TENSORS)
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s checkpoints are weight-only but %s quantizes its activations "
+                           "(W8A8, act_bits %d): write compressed-tensors (int-quantized)", format_name(fmt), e[0].name,
+                           sc->act_bits);
+    /* GPTQ and AWQ readers expect f16 scales; compressed-tensors takes the model's float type,
+     * so use the narrowest one that holds every scale exactly (f32 models quantized with f32
+     * scales keep them: the reference RTN/GPTQ grids are not f16-rounded). W8A8 static input
+     * scales share the dtype. */
     bool all_f16 = true, all_bf16 = true;
-    for (size_t i = 0; i < n && (all_f16 || all_bf16); i++)
+    for (size_t i = 0; i < n && (all_f16 || all_bf16); i++) {
         for (int64_t k = 0; k < e[i].q->out * e[i].q->n_groups; k++) {
             all_f16 = all_f16 && exact_f16(e[i].q->scales[k]);
             all_bf16 = all_bf16 && exact_bf16(e[i].q->scales[k]);
         }
-    sc->scale_dtype = fmt == LLMSQ_CKPT_GPTQ || all_f16 ? LLMSQ_DTYPE_F16 : all_bf16 ? LLMSQ_DTYPE_BF16 : LLMSQ_DTYPE_F32;
+        if (e[i].q->act_bits && e[i].q->act_static) {
+            all_f16 = all_f16 && exact_f16(e[i].q->act_scale);
+            all_bf16 = all_bf16 && exact_bf16(e[i].q->act_scale);
+        }
+    }
+    sc->scale_dtype = fmt != LLMSQ_CKPT_COMPRESSED_TENSORS || all_f16 ? LLMSQ_DTYPE_F16
+                      : all_bf16                                      ? LLMSQ_DTYPE_BF16
+                                                                      : LLMSQ_DTYPE_F32;
     const qent *grouped = NULL; /* a linear with more than one group fixes the group size */
     for (size_t i = 0; i < n; i++) {
         const llmsq_qlinear *q = e[i].q;
@@ -144,6 +198,17 @@ static llmsq_status derive_scheme(llmsq_ckpt_format fmt, const qent *e, size_t n
                                "%lld; a checkpoint holds one scheme", e[i].name, (long long)e[i].q->in, grouped->name,
                                (long long)sc->group_size);
     if (sc->group_size == -1) sc->act_order = sc->g_idx = false; /* one group: the order changes nothing */
+    /* AWQ spells one group per row as group_size = in_features (AutoAWQ's mapping of -1), a
+     * single number for the whole checkpoint. */
+    if (fmt == LLMSQ_CKPT_AWQ && sc->group_size == -1) {
+        for (size_t i = 1; i < n; i++)
+            if (e[i].q->in != e[0].q->in)
+                return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "AWQ writes per-channel quantization as group_size = "
+                                   "in_features, one value per checkpoint, but %s has %lld input features and %s %lld "
+                                   "(quantize with a group size that divides both)", e[0].name,
+                                   (long long)e[0].q->in, e[i].name, (long long)e[i].q->in);
+        sc->group_size = e[0].q->in;
+    }
     return LLMSQ_OK;
 }
 
@@ -155,8 +220,7 @@ static llmsq_status check_all(const llmsq_qckpt_scheme *sc, const qent *e, size_
     size_t n_more = 0;
     for (size_t i = 0; i < n; i++) {
         LLMSQ_TRY(check_canonical(e[i].name, e[i].q, sc->scale_dtype));
-        llmsq_status st = sc->format == LLMSQ_CKPT_GPTQ ? llmsq_gptq_check(sc, e[i].name, e[i].q)
-                                                        : llmsq_ct_check(sc, e[i].name, e[i].q);
+        llmsq_status st = codec_of(sc)->check(sc, e[i].name, e[i].q);
         if (st == LLMSQ_OK) continue;
         if (first == LLMSQ_OK) {
             first = st;
@@ -184,9 +248,10 @@ static llmsq_status linear_modules(const llmsq_store *s, const llmsq_config *cfg
     LLMSQ_TRY(llmsq_qckpt_names(s, ".weight", &names, &n));
     llmsq_status st = LLMSQ_OK;
     json_t *blocks = json_object(); /* layer index -> its quantized block-relative names */
+    json_t *quantized = json_array(); /* the quantized modules (AWQ's substring rule) */
     bool block_float = false, lm_head_seen = false;
     pl->ignore = json_array();
-    if (!blocks || !pl->ignore) st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    if (!blocks || !quantized || !pl->ignore) st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
     for (size_t i = 0; i < n && st == LLMSQ_OK; i++) {
         const llmsq_tensor *t = llmsq_store_get(s, names[i]);
         if (t->ndim != 2 || strstr(names[i], "embed")) continue;
@@ -196,7 +261,7 @@ static llmsq_status linear_modules(const llmsq_store *s, const llmsq_config *cfg
             lm_head_seen = true;
             pl->lm_head_q = quant;
         }
-        if (!quant && json_array_append_new(pl->ignore, json_string(names[i])) != 0)
+        if (json_array_append_new(quant ? quantized : pl->ignore, json_string(names[i])) != 0)
             st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
         const char *rest = strncmp(names[i], "model.layers.", 13) == 0 ? strchr(names[i] + 13, '.') : NULL;
         if (!rest || st != LLMSQ_OK) continue;
@@ -222,6 +287,12 @@ static llmsq_status linear_modules(const llmsq_store *s, const llmsq_config *cfg
     if (st == LLMSQ_OK && pl->lm_head_q && cfg->tie_embeddings)
         st = llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "lm_head.weight is quantized but tie_word_embeddings is true: a "
                          "quantized head needs its own tensor (untie the embeddings first)");
+    /* AWQ readers (AutoAWQ, transformers, vLLM) keep lm_head in float and have no key to say
+     * otherwise; modules_to_not_convert is matched by substring. */
+    if (st == LLMSQ_OK && pl->sc.format == LLMSQ_CKPT_AWQ && pl->lm_head_q)
+        st = llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "AWQ cannot store a quantized lm_head (AWQ readers always load it in "
+                         "float): keep lm_head unquantized or use GPTQ / compressed-tensors");
+    if (st == LLMSQ_OK && pl->sc.format == LLMSQ_CKPT_AWQ) st = llmsq_awq_check_skips(pl->ignore, quantized);
     /* GPTQ names the quantized linears once for every block (modules_in_block_to_quantize). */
     if (st == LLMSQ_OK && pl->sc.format == LLMSQ_CKPT_GPTQ && block_float) {
         const char *key0 = NULL, *key;
@@ -240,6 +311,7 @@ static llmsq_status linear_modules(const llmsq_store *s, const llmsq_config *cfg
         }
     }
     json_decref(blocks);
+    json_decref(quantized);
     llmsq_qckpt_free_names(names, n);
     return st;
 }
@@ -279,8 +351,8 @@ static llmsq_status plan_sparse(plan *pl, const llmsq_store *s, const llmsq_conf
     if (!llmsq_sparse_format_name(fmt))
         return llmsq_error(LLMSQ_STATUS_ARG, "sparse_format %d is not a sparsity format", fmt);
     if (p->format != LLMSQ_CKPT_COMPRESSED_TENSORS)
-        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "GPTQ checkpoints cannot record sparsity (no sparsity_config): "
-                           "write compressed-tensors");
+        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s checkpoints cannot record sparsity (no sparsity_config): "
+                           "write compressed-tensors", format_name(p->format));
     int n = p->sparse_n, m = p->sparse_m;
     if (!((n == 0 && m == 0) || (n > 0 && n < m && m <= 64)))
         return llmsq_error(LLMSQ_STATUS_ARG, "sparsity %d:%d is not N:M with 0 < N < M <= 64 (nor 0:0, unstructured)",
@@ -419,8 +491,7 @@ static llmsq_status build_descs(const llmsq_store *s, const llmsq_config *cfg, p
         const llmsq_tensor *t = llmsq_store_at(s, i);
         if (t->qlinear) {
             llmsq_qckpt_tensor pt[LLMSQ_QCKPT_MAX_TENSORS];
-            int k = pl->sc.format == LLMSQ_CKPT_GPTQ ? llmsq_gptq_tensors(&pl->sc, t->qlinear, pt)
-                                                     : llmsq_ct_tensors(&pl->sc, t->qlinear, pt);
+            int k = codec_of(&pl->sc)->tensors(&pl->sc, t->qlinear, pt);
             size_t base = strlen(t->name) - 7; /* "<prefix>.weight" */
             for (int j = 0; j < k; j++) {
                 wdesc *d = add_desc(pl);
@@ -520,8 +591,7 @@ static llmsq_status emit(void *ctx, const llmsq_tensor *t, llmsq_st_out *o)
     if (d->q) {
         void *buf = malloc(t->nbytes ? t->nbytes : 1);
         if (!buf) return llmsq_error(LLMSQ_STATUS_NOMEM, "%s: out of memory (%zu bytes)", t->name, t->nbytes);
-        st = e->pl->sc.format == LLMSQ_CKPT_GPTQ ? llmsq_gptq_fill(&e->pl->sc, d->q, &d->pt, buf)
-                                                 : llmsq_ct_fill(&e->pl->sc, d->q, &d->pt, buf);
+        st = codec_of(&e->pl->sc)->fill(&e->pl->sc, d->q, &d->pt, buf);
         if (st == LLMSQ_OK) st = llmsq_st_out_write(o, buf, t->nbytes);
         free(buf);
     } else if (d->sw) {
@@ -710,6 +780,7 @@ static llmsq_status write_configs(plan *pl, const char *dir, const llmsq_store *
         goto out;
     }
     qc = pl->sc.format == LLMSQ_CKPT_GPTQ ? llmsq_gptq_config(&pl->sc, p->quant, p->true_sequential, pl->lm_head_q, pl->in_block)
+         : pl->sc.format == LLMSQ_CKPT_AWQ ? llmsq_awq_config(&pl->sc, pl->ignore)
          : pl->nq ? llmsq_ct_config(&pl->sc, pl->ignore)
                   /* sparse only (FORMATS.md 4.7): still compressed-tensors, no config group */
                   : json_pack("{s:s, s:s, s:s, s:n, s:O, s:n, s:{}}", "quant_method", "compressed-tensors", "format",
@@ -816,7 +887,8 @@ llmsq_status llmsq_qckpt_write_sharded(const char *out_dir, const llmsq_store *s
                                        const llmsq_ckpt_write_params *p, uint64_t max_shard_bytes)
 {
     LLMSQ_ASSERT(out_dir && s && cfg && p);
-    LLMSQ_ASSERT(p->format == LLMSQ_CKPT_GPTQ || p->format == LLMSQ_CKPT_COMPRESSED_TENSORS);
+    LLMSQ_ASSERT(p->format == LLMSQ_CKPT_GPTQ || p->format == LLMSQ_CKPT_AWQ ||
+                 p->format == LLMSQ_CKPT_COMPRESSED_TENSORS);
     if (!out_dir[0]) return llmsq_error(LLMSQ_STATUS_ARG, "empty output directory name");
     LLMSQ_TRY(llmsq_output_dir_check(out_dir));
     json_t *manifest = NULL;

@@ -26,11 +26,13 @@ llmsq_status llmsq_quantized_checkpoint_import(llmsq_store *s, const char *cfg_p
         st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: quantization_config has no \"quant_method\" string", cfg_path);
     else if (strcmp(method, "gptq") == 0)
         st = llmsq_gptq_import(s, qc, cfg_path);
+    else if (strcmp(method, "awq") == 0)
+        st = llmsq_awq_import(s, qc, cfg_path);
     else if (strcmp(method, "compressed-tensors") == 0)
         st = llmsq_ct_import(s, qc, cfg_path);
     else
         st = llmsq_error(LLMSQ_STATUS_UNSUPPORTED,
-                         "%s: quant_method \"%s\" is not supported (readable: gptq, compressed-tensors)", cfg_path,
+                         "%s: quant_method \"%s\" is not supported (readable: gptq, awq, compressed-tensors)", cfg_path,
                          method);
 out:
     json_decref(root);

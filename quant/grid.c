@@ -72,6 +72,15 @@ llmsq_status llmsq_grid_fit(llmsq_qgrid grid, int bits, bool zero_min_one, llmsq
         }
         return scale_round(amax / (mid - 1), scale_dtype, scale);
     }
+    case LLMSQ_QGRID_AWQ: {
+        /* AutoAWQ pseudo_quantize_tensor: the group's own range (0 need not be inside it) */
+        float s;
+        LLMSQ_TRY(scale_round(fmax(wmax - wmin, 1e-5) / maxq, scale_dtype, &s));
+        double z = -nearbyint(wmin / (double)s);
+        *scale = s;
+        *zero = (int32_t)(z < 0 ? 0 : z > maxq ? maxq : z);
+        return LLMSQ_OK;
+    }
     }
     return llmsq_error(LLMSQ_STATUS_ARG, "unknown quantization grid %d", (int)grid);
 }

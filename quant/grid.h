@@ -10,6 +10,8 @@
  *   SYM:    amax = max(-lo, hi); hi = amax; lo = (lo < 0) ? -amax : 0;
  *           s = (hi - lo) / maxq, z = 2^(bits-1)
  *   ABSMAX: amax = max(|wmin|, |wmax|); s = amax / (2^(bits-1) - 1), z = 2^(bits-1)
+ *   AWQ:    s = max(wmax - wmin, 1e-5) / maxq (the raw extremes, 0 not forced in),
+ *           z = clamp(-nearbyint(wmin / s16), 0, maxq)
  *   s16 = s rounded to the scale dtype (F16 by default; BF16; F32 = (float)s) before the
  *   zero point and the codes are computed, so a checkpoint storing scales in that dtype
  *   reproduces the codes exactly. A group whose range is empty (all zero) gets s16 = 1. A nonzero range

@@ -15,6 +15,12 @@ llmsq_quant_params llmsq_quant_default_params(void)
         .block_size = 128,
         .act_order = false,
         .static_groups = false,
+        .awq_grid = 20,
+        .awq_duo = true,
+        .awq_clip = true,
+        .awq_apply_only = false,
+        .sq_alpha = 0.5,
+        .act_static = false,
     };
 }
 
@@ -31,9 +37,15 @@ llmsq_status llmsq_quant_params_check(const llmsq_quant_params *p, int64_t in, b
                            "quantization: group size must be a positive number of columns or -1 (per channel), "
                            "got %lld",
                            (long long)p->group_size);
-    if (p->grid != LLMSQ_QGRID_MINMAX && p->grid != LLMSQ_QGRID_SYM && p->grid != LLMSQ_QGRID_ABSMAX)
-        return llmsq_error(LLMSQ_STATUS_ARG, "quantization: grid must be MINMAX, SYM or ABSMAX (got %d)",
+    if (p->grid != LLMSQ_QGRID_MINMAX && p->grid != LLMSQ_QGRID_SYM && p->grid != LLMSQ_QGRID_ABSMAX &&
+        p->grid != LLMSQ_QGRID_AWQ)
+        return llmsq_error(LLMSQ_STATUS_ARG, "quantization: grid must be MINMAX, SYM, ABSMAX or AWQ (got %d)",
                            (int)p->grid);
+    if (p->awq_grid < 1 || p->awq_grid > 1000)
+        return llmsq_error(LLMSQ_STATUS_ARG, "quantization: the AWQ grid must have 1 to 1000 points (got %d)",
+                           p->awq_grid);
+    if (!(p->sq_alpha >= 0.0 && p->sq_alpha <= 1.0))
+        return llmsq_error(LLMSQ_STATUS_ARG, "quantization: SmoothQuant alpha must be in [0, 1] (got %g)", p->sq_alpha);
     if (p->scale_dtype != LLMSQ_DTYPE_F16 && p->scale_dtype != LLMSQ_DTYPE_BF16 && p->scale_dtype != LLMSQ_DTYPE_F32)
         return llmsq_error(LLMSQ_STATUS_ARG, "quantization: the scale dtype must be F16, BF16 or F32");
     if (!gptq) return LLMSQ_OK;

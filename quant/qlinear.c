@@ -1,6 +1,7 @@
 /* The canonical quantized linear: allocation, copy, dequantization (scalar reference). */
 #include "llmsq/quant.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,9 @@ llmsq_status llmsq_qlinear_clone(const llmsq_qlinear *q, llmsq_qlinear **out)
     LLMSQ_TRY(llmsq_qlinear_create(q->out, q->in, q->bits, q->group_size, q->grid, q->g_idx != NULL, out));
     llmsq_qlinear *r = *out;
     r->act_order = q->act_order;
+    r->act_bits = q->act_bits;
+    r->act_static = q->act_static;
+    r->act_scale = q->act_scale;
     memcpy(r->codes, q->codes, (size_t)(q->out * q->in));
     memcpy(r->scales, q->scales, (size_t)(q->out * q->n_groups) * sizeof *r->scales);
     memcpy(r->zeros, q->zeros, (size_t)(q->out * q->n_groups) * sizeof *r->zeros);
@@ -72,4 +76,19 @@ void llmsq_qlinear_dequant(const llmsq_qlinear *q, float *W)
             w[i] = s[g] * (float)((int32_t)c[i] - z[g]);
         }
     }
+}
+
+float llmsq_act_quant_i8(const float *x, int64_t n, float static_scale, int8_t *q)
+{
+    float s = static_scale;
+    if (!(s > 0.0f)) {
+        float amax = 0.0f;
+        for (int64_t i = 0; i < n; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        s = amax > 0.0f ? amax / 127.0f : 1.0f;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float v = rintf(x[i] / s);
+        q[i] = (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
+    }
+    return s;
 }

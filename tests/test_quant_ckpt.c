@@ -155,7 +155,8 @@ START_TEST(test_pack_vs_decoder)
     const pcase *c = &k_cases[_i];
     uint64_t seed = 1000 + (uint64_t)_i, rng = seed;
     llmsq_qlinear *q = rand_q(&rng, c->out, c->in, c->b, c->G, c->sym, c->act, c->fmt == LLMSQ_CKPT_GPTQ ? 1 : 0);
-    llmsq_qckpt_scheme sc = {c->fmt, c->b, c->G, c->sym, c->act, c->act && c->G != -1, false, LLMSQ_DTYPE_F16};
+    llmsq_qckpt_scheme sc = {.format = c->fmt, .bits = c->b, .group_size = c->G, .sym = c->sym, .act_order = c->act,
+                             .g_idx = c->act && c->G != -1, .scale_dtype = LLMSQ_DTYPE_F16};
     llmsq_qckpt_tensor pt[LLMSQ_QCKPT_MAX_TENSORS];
     uint8_t *bufs[LLMSQ_QCKPT_MAX_TENSORS];
     int n = encode(&sc, q, pt, bufs);
@@ -221,7 +222,7 @@ static uint32_t first_word(llmsq_ckpt_format fmt, int b, int64_t out, int64_t in
         q->zeros[k] = 1 << (b - 1);
         q->scales[k] = 1;
     }
-    llmsq_qckpt_scheme sc = {fmt, b, -1, true, false, false, false, LLMSQ_DTYPE_F16};
+    llmsq_qckpt_scheme sc = {.format = fmt, .bits = b, .group_size = -1, .sym = true, .scale_dtype = LLMSQ_DTYPE_F16};
     llmsq_qckpt_tensor pt[LLMSQ_QCKPT_MAX_TENSORS];
     uint8_t *bufs[LLMSQ_QCKPT_MAX_TENSORS];
     int n = encode(&sc, q, pt, bufs);
@@ -664,8 +665,10 @@ START_TEST(test_ct_multi_group)
 {
     uint64_t rng = 13;
     llmsq_qlinear *a = rand_q(&rng, 8, 64, 8, -1, true, false, 0), *b = rand_q(&rng, 8, 64, 4, 128, false, false, 0);
-    llmsq_qckpt_scheme sa = {LLMSQ_CKPT_COMPRESSED_TENSORS, 8, -1, true, false, false, false, LLMSQ_DTYPE_F16};
-    llmsq_qckpt_scheme sb = {LLMSQ_CKPT_COMPRESSED_TENSORS, 4, 128, false, false, false, false, LLMSQ_DTYPE_F16};
+    llmsq_qckpt_scheme sa = {.format = LLMSQ_CKPT_COMPRESSED_TENSORS, .bits = 8, .group_size = -1, .sym = true,
+                             .scale_dtype = LLMSQ_DTYPE_F16};
+    llmsq_qckpt_scheme sb = {.format = LLMSQ_CKPT_COMPRESSED_TENSORS, .bits = 4, .group_size = 128, .sym = false,
+                             .scale_dtype = LLMSQ_DTYPE_F16};
     llmsq_store *s = llmsq_store_create();
     const struct { const char *mod; llmsq_qckpt_scheme *sc; llmsq_qlinear *q; } lin[2] = {
         {"model.layers.3.self_attn.q_proj", &sa, a}, {"model.layers.3.mlp.up_proj", &sb, b}};

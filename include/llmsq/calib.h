@@ -84,6 +84,14 @@ typedef struct llmsq_linear_job {
     const llmsq_channel_stats *stats; /* statistics of the same inputs; NULL unless requested */
 } llmsq_linear_job;
 
+/* The calibration inputs of one block, for block-level passes: window s's residual-stream
+ * input x [seqlen, hidden_size] is copied out by get(ctx, s, x). */
+typedef struct llmsq_block_calib {
+    int64_t nsamples, seqlen;
+    llmsq_status (*get)(void *ctx, int64_t s, float *x);
+    void *ctx;
+} llmsq_block_calib;
+
 /* A pass that rewrites linears, e.g. GPTQ: the runner observes the inputs it needs, calls
  * run for each wanted linear, stores the result and re-runs the block with it. */
 typedef struct llmsq_calib_pass {
@@ -98,6 +106,14 @@ typedef struct llmsq_calib_pass {
      * as a copy of job->W; the pass rewrites it in place and the runner stores it (F32). When
      * set, it is called instead of run; it may set *q to a quantized result instead. */
     llmsq_status (*run_dense)(void *user, const llmsq_linear_job *job, float *W_out, llmsq_qlinear **q);
+    /* Optional block-level step (AWQ, SmoothQuant), called once per layer before the per-linear
+     * rewrite with the block's calibration inputs: it may replace any of the block's tensors in
+     * the store (the runner rebinds the layer afterwards). */
+    llmsq_status (*run_block)(void *user, llmsq_model *m, int64_t layer, const llmsq_block_calib *in);
+    /* The next block's inputs are this block's outputs as it was before the pass touched it (the
+     * float model, as AWQ's and SmoothQuant's reference code calibrate), not the rewritten
+     * block's (GPTQ's sequential recipe). */
+    bool fp_propagate;
     void *user;
 } llmsq_calib_pass;
 

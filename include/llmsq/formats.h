@@ -77,13 +77,15 @@ LLMSQ_API llmsq_status llmsq_llama2c_read_model(const char *path, llmsq_store *s
 LLMSQ_API llmsq_status llmsq_permute_qk_rows(void *data, int64_t n_heads, int64_t head_dim,
                                              size_t row_bytes, bool to_hf);
 
-/* ---- quantized checkpoints (FORMATS.md 2 and 4) ----------------------------------------- */
+/* ---- quantized checkpoints (FORMATS.md 2, 3, 4) ----------------------------------------- */
 
 struct llmsq_quant_params;
 
 typedef enum llmsq_ckpt_format {
-    LLMSQ_CKPT_COMPRESSED_TENSORS = 0, /* pack-quantized (W4A16/W8A16), group or channel */
-    LLMSQ_CKPT_GPTQ                    /* AutoGPTQ/GPTQModel layout, v1 zero points */
+    LLMSQ_CKPT_COMPRESSED_TENSORS = 0, /* pack-quantized (W4A16/W8A16), group or channel; int-quantized
+                                          (W8A8) for linears with act_bits 8 (FORMATS.md 4) */
+    LLMSQ_CKPT_GPTQ,                   /* AutoGPTQ/GPTQModel layout, v1 zero points (FORMATS.md 2) */
+    LLMSQ_CKPT_AWQ                     /* AutoAWQ GEMM: 4-bit, zero points, interleaved (FORMATS.md 3) */
 } llmsq_ckpt_format;
 
 typedef struct llmsq_ckpt_write_params {
@@ -116,9 +118,10 @@ LLMSQ_API llmsq_status llmsq_quantized_checkpoint_write(const char *out_dir, con
                                                         const llmsq_ckpt_write_params *p);
 
 /* Called by the HF directory reader after the safetensors are in the store: when config.json
- * (cfg_path) has a quantization_config of quant_method "gptq" or "compressed-tensors"
- * (pack-quantized), translates every packed linear into the canonical form under
- * "<prefix>.weight" (llmsq_store_put_qlinear). No quantization_config: nothing to do.
+ * (cfg_path) has a quantization_config of quant_method "gptq", "awq" (GEMM) or
+ * "compressed-tensors" (pack-quantized, int-quantized with its input_activations), translates
+ * every packed linear into the canonical form under "<prefix>.weight"
+ * (llmsq_store_put_qlinear). No quantization_config: nothing to do.
  * Errors: UNSUPPORTED (other methods or formats, naming them), FORMAT (inconsistent shapes
  * or fields, naming the tensor). */
 LLMSQ_API llmsq_status llmsq_quantized_checkpoint_import(llmsq_store *s, const char *cfg_path);

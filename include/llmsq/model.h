@@ -150,6 +150,47 @@ LLMSQ_API llmsq_status llmsq_model_block_forward_observed(const llmsq_model *m, 
                                                           llmsq_kv_cache *cache, float *x, int64_t T,
                                                           const llmsq_block_observer *obs);
 
+/* The seven linears of a block. */
+typedef enum llmsq_linear_id {
+    LLMSQ_LINEAR_Q = 0, LLMSQ_LINEAR_K, LLMSQ_LINEAR_V, LLMSQ_LINEAR_O,
+    LLMSQ_LINEAR_GATE, LLMSQ_LINEAR_UP, LLMSQ_LINEAR_DOWN, LLMSQ_LINEAR_COUNT
+} llmsq_linear_id;
+
+/* ---- one block's weights, for passes that transform a block (AWQ, SmoothQuant) ---------- */
+
+/* Activation quantization of one linear's input (from the quantized linear's act_bits). */
+typedef struct llmsq_act_quant {
+    int   bits;      /* 0: none; 8: int8 symmetric (llmsq_act_quant_i8) */
+    float scale;     /* static per-tensor scale; 0 = dynamic per token */
+} llmsq_act_quant;
+
+/* Weights of one decoder block, all f32 (borrowed from the store's F32 views, or from a
+ * pass's own buffers in a copy). Bias and norm pointers are NULL when the architecture has none. */
+typedef struct llmsq_layer_weights {
+    const float *attn_norm;          /* [d] */
+    const float *wq, *wk, *wv, *wo;  /* [nh*hd, d], [nkv*hd, d], [nkv*hd, d], [d, nh*hd] */
+    const float *bq, *bk, *bv, *bo;  /* [nh*hd], [nkv*hd], [nkv*hd], [d] */
+    const float *q_norm, *k_norm;    /* [hd] (Qwen3) */
+    const float *ffn_norm;           /* [d] */
+    const float *wg, *wu, *wd;       /* [F, d], [F, d], [d, F] */
+    const float *bg, *bu, *bd;       /* [F], [F], [d] */
+    llmsq_act_quant act[LLMSQ_LINEAR_COUNT]; /* input quantization of each linear (W8A8) */
+} llmsq_layer_weights;
+
+/* Layer `layer`'s bound weights (NULL pointers while the layer is unbound). */
+LLMSQ_API const llmsq_layer_weights *llmsq_model_layer(const llmsq_model *m, int64_t layer);
+
+/* The attention half of a block without its residual: out [T, d] = o_proj(attention(q, k, v))
+ * for the normed inputs xn [T, d] of one sequence at positions 0..T-1, with the weights w
+ * (typically a copy of llmsq_model_layer's with some pointers replaced). Errors: NOMEM. */
+LLMSQ_API llmsq_status llmsq_attn_forward(const llmsq_model *m, const llmsq_layer_weights *w, const float *xn,
+                                          int64_t T, float *out);
+
+/* The MLP half without its residual: out [T, d] = down(silu(gate(xn)) * up(xn)), xn [T, d].
+ * Errors: NOMEM. */
+LLMSQ_API llmsq_status llmsq_mlp_forward(const llmsq_model *m, const llmsq_layer_weights *w, const float *xn,
+                                         int64_t T, float *out);
+
 /* Re-reads layer `layer`'s weights from the store (after a pass replaced some of them, e.g.
  * with quantized linears). Errors as llmsq_model_create. */
 LLMSQ_API llmsq_status llmsq_model_rebind_layer(llmsq_model *m, int64_t layer);
@@ -158,11 +199,8 @@ LLMSQ_API llmsq_status llmsq_model_rebind_layer(llmsq_model *m, int64_t layer);
  * pointers, so a runner keeps one block in memory; rebind before running the layer again. */
 LLMSQ_API void llmsq_model_unbind_layer(llmsq_model *m, int64_t layer);
 
-/* Name of linear `which` ("q_proj", ... "down_proj") and its tensor name in layer l. */
-typedef enum llmsq_linear_id {
-    LLMSQ_LINEAR_Q = 0, LLMSQ_LINEAR_K, LLMSQ_LINEAR_V, LLMSQ_LINEAR_O,
-    LLMSQ_LINEAR_GATE, LLMSQ_LINEAR_UP, LLMSQ_LINEAR_DOWN, LLMSQ_LINEAR_COUNT
-} llmsq_linear_id;
+/* Name of linear `which` ("q_proj", ... "down_proj"), the input that feeds it, and its module
+ * name in layer l. */
 LLMSQ_API const char *llmsq_linear_short_name(llmsq_linear_id id);
 LLMSQ_API llmsq_block_input llmsq_linear_input(llmsq_linear_id id);
 /* "model.layers.<l>.self_attn.q_proj" (no ".weight") into buf. */

@@ -32,8 +32,12 @@ typedef enum llmsq_qgrid {
      * has a negative value lo = -amax (s = 2 amax / (2^b - 1)), else lo stays 0;
      * s = (hi - lo) / (2^b - 1); z = 2^(b-1) */
     LLMSQ_QGRID_SYM,
-    /* symmetric absmax: s = amax / (2^(b-1) - 1), z = 2^(b-1) (codes 1 .. 2^b - 1) */
-    LLMSQ_QGRID_ABSMAX
+    /* symmetric absmax: s = amax / (2^(b-1) - 1), z = 2^(b-1) (codes 1 .. 2^b - 1); AutoAWQ's
+     * zero_point=False quantizer and SmoothQuant's per-channel int8 weights */
+    LLMSQ_QGRID_ABSMAX,
+    /* AutoAWQ's asymmetric quantizer (FORMATS.md 3.4): the group's own min/max, 0 not forced
+     * into the range: s = max(wmax - wmin, 1e-5) / (2^b - 1), z = clamp(-round(wmin / s), 0, 2^b - 1) */
+    LLMSQ_QGRID_AWQ
 } llmsq_qgrid;
 
 typedef struct llmsq_qlinear {
@@ -47,6 +51,12 @@ typedef struct llmsq_qlinear {
     float   *scales;      /* [out, n_groups], f16-representable */
     int32_t *zeros;       /* [out, n_groups] */
     int32_t *g_idx;       /* [in] group of each input column, NULL = i / group_size */
+    /* Activation quantization of this linear's input at inference (W8A8). act_bits 0: weight-only.
+     * act_bits 8: int8 symmetric, per token (dynamic, s_t = max|x_t| / 127) or, when act_static,
+     * per tensor with the calibrated scale act_scale; see llmsq_act_quant_i8. */
+    int      act_bits;
+    bool     act_static;
+    float    act_scale;
 } llmsq_qlinear;
 
 /* Allocates a zeroed qlinear (codes, scales, zeros; g_idx when with_g_idx).
@@ -65,6 +75,12 @@ static inline int64_t llmsq_qlinear_group(const llmsq_qlinear *q, int64_t i)
     return q->g_idx ? q->g_idx[i] : i / q->group_size;
 }
 
+/* Symmetric int8 quantization of one activation row x [n] (W8A8 inference): with
+ * static_scale > 0 it is the scale, otherwise s = max|x| / 127 (s = 1 when x is all zero).
+ * q[i] = clamp(rint(x[i] / s), -128, 127) (round half to even, as vLLM's int8 kernels).
+ * Returns s, so that x[i] ~ s * q[i]. */
+LLMSQ_API float llmsq_act_quant_i8(const float *x, int64_t n, float static_scale, int8_t *q);
+
 /* Parameters shared by RTN and GPTQ. */
 typedef struct llmsq_quant_params {
     int         bits;          /* 2, 3, 4, 8; default 4 */
@@ -78,6 +94,16 @@ typedef struct llmsq_quant_params {
     int64_t     block_size;    /* lazy-batch columns; default 128 */
     bool        act_order;     /* desc_act: columns by decreasing H diagonal */
     bool        static_groups; /* with act_order: groups fixed on the unpermuted order */
+    /* AWQ only (Lin et al. 2024; AutoAWQ's search) */
+    int         awq_grid;      /* ratios alpha = i / awq_grid, i in [0, awq_grid); default 20 */
+    bool        awq_duo;       /* scales x_mean^a / w_mean^(1-a) (AutoAWQ duo_scaling, default);
+                                  false: x_mean^a (llm-awq) */
+    bool        awq_clip;      /* clipping search after scaling (default true) */
+    bool        awq_apply_only;/* fold scales (and clipping) into the float model, do not quantize
+                                  (AutoAWQ's export_compatible; tests use it for the equivalence) */
+    /* SmoothQuant / W8A8 only */
+    double      sq_alpha;      /* migration strength in [0, 1]; default 0.5 */
+    bool        act_static;    /* per-tensor static activation scales instead of per-token dynamic */
 } llmsq_quant_params;
 
 LLMSQ_API llmsq_quant_params llmsq_quant_default_params(void);
@@ -124,7 +150,11 @@ LLMSQ_API llmsq_status llmsq_hessian_finalize(const llmsq_hessian *h, double **H
 
 typedef enum llmsq_quant_method {
     LLMSQ_QUANT_RTN = 0,
-    LLMSQ_QUANT_GPTQ
+    LLMSQ_QUANT_GPTQ,
+    LLMSQ_QUANT_AWQ,         /* AWQ scale + clip search, then RTN on the AWQ grid */
+    LLMSQ_QUANT_AWQ_GPTQ,    /* AWQ scale + clip search, then GPTQ */
+    LLMSQ_QUANT_SMOOTHQUANT, /* smoothing folded into the norms, then W8A8 */
+    LLMSQ_QUANT_W8A8         /* naive W8A8: int8 per-channel weights, int8 activations, no smoothing */
 } llmsq_quant_method;
 
 struct llmsq_calib_pass;
