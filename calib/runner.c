@@ -3,6 +3,7 @@
  * with the new weights to produce the next block's inputs. */
 #include "calib/actstore.h"
 #include "llmsq/calib.h"
+#include "llmsq/prune.h"
 #include "llmsq/runtime.h"
 
 #include <math.h>
@@ -113,6 +114,55 @@ void llmsq_calib_plan_bytes(const llmsq_config *c, const llmsq_calib_params *p, 
     plan->hessians = p->true_sequential ? 2 * widest : hd + ho + hd + hf + widest;
 }
 
+/* Asks the pass for a permutation of down_proj's input channels and folds it into the model
+ * (calib.h, permute_input): gate/up rows and biases, down columns, then the job's W (re-read),
+ * H rows and columns, and channel statistics. */
+static llmsq_status permute_down(llmsq_model *m, int64_t l, const llmsq_calib_pass *pass, llmsq_linear_job *job,
+                                 const char *wname)
+{
+    const int64_t n = job->in;
+    int32_t *perm = malloc((size_t)n * sizeof *perm);
+    if (!perm) return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    bool use = false;
+    llmsq_status st = pass->permute_input(pass->user, job, perm, &use);
+    llmsq_store *s = llmsq_model_store(m);
+    const llmsq_config *c = llmsq_model_config(m);
+    static const char *const rows[] = {"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.gate_proj.bias",
+                                       "mlp.up_proj.bias"};
+    for (int i = 0; use && st == LLMSQ_OK && i < (c->mlp_bias ? 4 : 2); i++) {
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, rows[i]);
+        st = llmsq_store_permute_rows(s, name, perm, n);
+    }
+    if (use && st == LLMSQ_OK) st = llmsq_store_permute_cols(s, wname, perm, n);
+    if (use && st == LLMSQ_OK) st = llmsq_store_get_f32(s, wname, &job->W);
+    double *tmp = use && st == LLMSQ_OK ? malloc((size_t)n * sizeof *tmp) : NULL;
+    if (use && st == LLMSQ_OK && !tmp) st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
+    if (tmp) {
+        if (job->stats) {
+            double *v[3] = {job->stats->abs_sum, job->stats->abs_max, job->stats->sq_sum};
+            for (int k = 0; k < 3; k++) {
+                for (int64_t j = 0; j < n; j++) tmp[j] = v[k][perm[j]];
+                memcpy(v[k], tmp, (size_t)n * sizeof *tmp);
+            }
+        }
+        if (job->H) { /* H' = P^T H P: rows, then columns */
+            double *H2 = malloc((size_t)(n * n) * sizeof *H2);
+            if (!H2) {
+                st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory permuting the Hessian");
+            } else {
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t j = 0; j < n; j++) H2[i * n + j] = job->H[(int64_t)perm[i] * n + perm[j]];
+                memcpy(job->H, H2, (size_t)(n * n) * sizeof *H2);
+                free(H2);
+            }
+        }
+    }
+    free(tmp);
+    free(perm);
+    return st;
+}
+
 /* Rewrites the wanted linears among ids[] (terminated by LLMSQ_LINEAR_COUNT) of layer l. */
 static llmsq_status rewrite(llmsq_model *m, int64_t l, const llmsq_linear_id *ids, observe_ctx *obs,
                             const llmsq_calib_pass *pass, const bool *wanted)
@@ -133,6 +183,14 @@ static llmsq_status rewrite(llmsq_model *m, int64_t l, const llmsq_linear_id *id
         LLMSQ_ASSERT(!obs || (obs->want[in] && input_width(c, in) == job.in));
         if (pass->needs_hessian) LLMSQ_TRY(llmsq_hessian_finalize(&obs->h[in], &job.H));
         if (pass->needs_channel_stats) job.stats = &obs->cs[in];
+        if (*ids == LLMSQ_LINEAR_DOWN && pass->permute_input) {
+            llmsq_status pst = permute_down(m, l, pass, &job, wname);
+            if (pst != LLMSQ_OK) {
+                free(job.H);
+                return llmsq_error_prefix(pst, "%s", module);
+            }
+            W = job.W;
+        }
         llmsq_qlinear *q = NULL;
         float *dense = NULL;
         llmsq_status st;

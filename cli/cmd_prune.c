@@ -21,6 +21,8 @@ static void help(FILE *f)
           "  --tokenizer PATH     encode --calib with this tokenizer instead of the model's\n"
           "  --damp D             SparseGPT dampening (default 0.01)\n"
           "  --ria-alpha A        RIA activation exponent (default 0.5)\n"
+          "  --ria-permute        RIA with --nm: permute down_proj's input channels to keep more score\n"
+          "                       (folded into gate/up rows; the other linears cannot be permuted)\n"
           "  --then-quantize Q    rtn (any method; zeros stay zeros) or gptq (sparsegpt only: quantized\n"
           "                       inside SparseGPT's sweep, as in the SparseGPT paper)\n"
           "  --bits B, --group-size G, --sym|--asym   the quantization, as for llmsq quantize\n"
@@ -34,7 +36,7 @@ static void help(FILE *f)
 
 int llmsq_cmd_prune(int argc, char **argv)
 {
-    enum { O_SPARSITY = 256, O_NM, O_SKIP, O_CALIB, O_NS, O_SEQ, O_SEED, O_MAXMEM, O_DAMP, O_ALPHA, O_THENQ, O_BITS,
+    enum { O_SPARSITY = 256, O_NM, O_SKIP, O_CALIB, O_NS, O_SEQ, O_SEED, O_MAXMEM, O_DAMP, O_ALPHA, O_PERM, O_THENQ, O_BITS,
            O_GROUP, O_SYM, O_ASYM, O_SFMT, O_THREADS, O_QUIET, O_TS };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"method", required_argument, 0, 'M'},
@@ -43,7 +45,7 @@ int llmsq_cmd_prune(int argc, char **argv)
         {"calib", required_argument, 0, O_CALIB}, {"nsamples", required_argument, 0, O_NS},
         {"seqlen", required_argument, 0, O_SEQ}, {"seed", required_argument, 0, O_SEED},
         {"max-memory", required_argument, 0, O_MAXMEM}, {"damp", required_argument, 0, O_DAMP},
-        {"ria-alpha", required_argument, 0, O_ALPHA}, {"then-quantize", required_argument, 0, O_THENQ},
+        {"ria-alpha", required_argument, 0, O_ALPHA}, {"ria-permute", no_argument, 0, O_PERM}, {"then-quantize", required_argument, 0, O_THENQ},
         {"bits", required_argument, 0, O_BITS}, {"group-size", required_argument, 0, O_GROUP},
         {"sym", no_argument, 0, O_SYM}, {"asym", no_argument, 0, O_ASYM},
         {"sparse-format", required_argument, 0, O_SFMT}, {"threads", required_argument, 0, O_THREADS},
@@ -79,6 +81,7 @@ int llmsq_cmd_prune(int argc, char **argv)
         case O_MAXMEM: if (!cli_parse_size("prune", "--max-memory", optarg, &cp.max_memory)) return 2; break;
         case O_DAMP: if (!cli_parse_f64("prune", "--damp", optarg, &pp.damp)) return 2; break;
         case O_ALPHA: if (!cli_parse_f64("prune", "--ria-alpha", optarg, &pp.ria_alpha)) return 2; break;
+        case O_PERM: pp.ria_permute = true; break;
         case O_THENQ: thenq = optarg; break;
         case O_BITS:
             if (!cli_parse_i64("prune", "--bits", optarg, INT32_MIN, INT32_MAX, &v)) return 2;
@@ -105,6 +108,8 @@ int llmsq_cmd_prune(int argc, char **argv)
         if (!strcmp(method, methods[i])) mi = i;
     if (mi < 0) return cli_usage_error("prune", "--method magnitude|wanda|sparsegpt|ria is required");
     pp.method = (llmsq_prune_method)mi;
+    if (pp.ria_permute && (pp.method != LLMSQ_PRUNE_RIA || !pp.nm_m))
+        return cli_usage_error("prune", "--ria-permute applies to --method ria with --nm N:M");
     bool then_rtn = false;
     if (thenq) {
         if (!strcmp(thenq, "rtn")) then_rtn = true;
@@ -158,6 +163,7 @@ int llmsq_cmd_prune(int argc, char **argv)
     snprintf(nm, sizeof nm, "%d:%d", pp.nm_n, pp.nm_m);
     json_object_set_new(flags, "nm", pp.nm_m ? json_string(nm) : json_null());
     json_object_set_new(flags, "skip", skip ? json_string(skip) : json_null());
+    if (pp.ria_permute) json_object_set_new(flags, "ria_permute", json_true());
     json_object_set_new(flags, "then_quantize", thenq ? json_string(thenq) : json_null());
     json_object_set_new(flags, "true_sequential", json_boolean(cp.true_sequential));
     if (thenq) {

@@ -66,6 +66,31 @@ static llmsq_status run_dense(void *user, const llmsq_linear_job *job, float *W,
     return LLMSQ_OK;
 }
 
+/* RIA's channel permutation for down_proj (calib.h permute_input): the N:M permutation of its
+ * input channels that keeps the most RIA score; the runner folds it into gate/up rows. */
+static llmsq_status permute_input(void *user, const llmsq_linear_job *job, int32_t *perm, bool *use)
+{
+    llmsq_prune_pass *pp = user;
+    *use = false;
+    if (job->in % pp->params.nm_m) {
+        llmsq_warn("%s: %lld input channels are not a multiple of M = %d: no channel permutation", job->module,
+                   (long long)job->in, pp->params.nm_m);
+        return LLMSQ_OK;
+    }
+    float *score = malloc((size_t)(job->out * job->in) * sizeof *score);
+    if (!score) return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory for the RIA scores");
+    double before = 0, after = 0;
+    llmsq_status st = llmsq_prune_score_matrix(job->W, job->out, job->in, job->stats->sq_sum, &pp->params, score);
+    if (st == LLMSQ_OK)
+        st = llmsq_nm_permutation(score, job->out, job->in, pp->params.nm_n, pp->params.nm_m, 10, perm, &before, &after);
+    free(score);
+    if (st != LLMSQ_OK) return st;
+    *use = after > before;
+    llmsq_log("%s: channel permutation keeps %.2f%% more RIA score (%.6g -> %.6g)", job->module,
+              before > 0 ? 100 * (after / before - 1) : 0.0, before, after);
+    return LLMSQ_OK;
+}
+
 llmsq_status llmsq_prune_pass_create(const llmsq_prune_params *p, bool then_rtn, const char *skip,
                                      llmsq_prune_pass **out)
 {
@@ -90,6 +115,9 @@ llmsq_status llmsq_prune_pass_create(const llmsq_prune_params *p, bool then_rtn,
     pp->pass = (llmsq_calib_pass){.name = names[p->method],
                                   .needs_hessian = p->method == LLMSQ_PRUNE_SPARSEGPT,
                                   .needs_channel_stats = p->method == LLMSQ_PRUNE_WANDA || p->method == LLMSQ_PRUNE_RIA,
+                                  .permute_input = p->method == LLMSQ_PRUNE_RIA && p->ria_permute && p->nm_m > 0
+                                                       ? permute_input
+                                                       : NULL,
                                   .wants = wants,
                                   .run_dense = run_dense,
                                   .user = pp};

@@ -16,10 +16,10 @@
  * deterministic and independent of the thread count. The references use torch.sort /
  * topk whose tie order is unspecified.
  *
- * Not done: RIA's channel permutation (ria_permute). Permuting the input channels of W
- * must be undone on the producer of those inputs, which for q/k/v, gate/up (the residual
- * stream, shared by several linears and RMSNorm) cannot be folded away; within W alone it
- * changes nothing. ria_permute = true is reported as UNSUPPORTED rather than ignored.
+ * RIA's channel permutation (ria_permute) is not done here but by the pruning pass, before
+ * this is called, for down_proj only: permuting W's input channels must be undone on their
+ * producer, which folds exactly into gate/up's rows, but not for q/k/v, gate/up (the residual
+ * stream, shared by every layer) or o_proj (attention heads).
  */
 #include "llmsq/prune.h"
 
@@ -34,10 +34,6 @@ static llmsq_status check_scored(const float *W, int64_t out, int64_t in, const 
     LLMSQ_TRY(llmsq_prune_params_validate(p));
     if (p->method == LLMSQ_PRUNE_SPARSEGPT)
         return llmsq_error(LLMSQ_STATUS_ARG, "pruning: SparseGPT needs a Hessian: use llmsq_sparsegpt_prune");
-    if (p->method == LLMSQ_PRUNE_RIA && p->ria_permute)
-        return llmsq_error(LLMSQ_STATUS_UNSUPPORTED,
-                           "pruning: RIA channel permutation is not implemented (it cannot be folded away for inputs "
-                           "from the residual stream)");
     if (out < 1 || in < 1)
         return llmsq_error(LLMSQ_STATUS_ARG, "pruning: the linear is [%lld, %lld], need at least [1, 1]",
                            (long long)out, (long long)in);
@@ -59,14 +55,11 @@ static llmsq_status check_scored(const float *W, int64_t out, int64_t in, const 
     return LLMSQ_OK;
 }
 
-llmsq_status llmsq_prune_scored(float *W, int64_t out, int64_t in, const double *sq_norm, const llmsq_prune_params *p)
+/* Per-column factors: act[j] = 1 (magnitude), ||X_j|| (Wanda), ||X_j||^a (RIA); for RIA also
+ * the column sums of |W| (*colsum, NULL otherwise). malloc'd; NOMEM. */
+static llmsq_status column_factors(const float *W, int64_t out, int64_t in, const double *sq_norm,
+                                   const llmsq_prune_params *p, double **act_out, double **colsum_out)
 {
-    LLMSQ_ASSERT(W != NULL && p != NULL);
-    LLMSQ_TRY(check_scored(W, out, in, sq_norm, p));
-    const bool nm = p->nm_m > 0;
-    if (!nm && (int64_t)(p->sparsity * (double)in) == 0) return LLMSQ_OK;
-
-    /* per-column factor: 1 (magnitude), ||X_j|| (Wanda), ||X_j||^a (RIA); RIA's column sums */
     double *act = malloc((size_t)in * sizeof *act);
     double *colsum = p->method == LLMSQ_PRUNE_RIA ? calloc((size_t)in, sizeof *colsum) : NULL;
     if (!act || (p->method == LLMSQ_PRUNE_RIA && !colsum)) {
@@ -82,6 +75,52 @@ llmsq_status llmsq_prune_scored(float *W, int64_t out, int64_t in, const double 
     if (colsum)
         for (int64_t o = 0; o < out; o++)
             for (int64_t j = 0; j < in; j++) colsum[j] += fabs((double)W[o * in + j]);
+    *act_out = act;
+    *colsum_out = colsum;
+    return LLMSQ_OK;
+}
+
+/* keys[j] = (score of w[j], j) for one row w [in] */
+static void row_scores(const float *w, int64_t in, const double *act, const double *colsum, prune_key *keys)
+{
+    double rowsum = 0;
+    if (colsum)
+        for (int64_t j = 0; j < in; j++) rowsum += fabs((double)w[j]);
+    for (int64_t j = 0; j < in; j++) {
+        const double a = fabs((double)w[j]);
+        const double s = colsum ? ((rowsum > 0 ? a / rowsum : 0.0) + (colsum[j] > 0 ? a / colsum[j] : 0.0)) * act[j]
+                                : a * act[j];
+        keys[j] = (prune_key){s, j};
+    }
+}
+
+llmsq_status llmsq_prune_score_matrix(const float *W, int64_t out, int64_t in, const double *sq_norm,
+                                      const llmsq_prune_params *p, float *score)
+{
+    LLMSQ_TRY(check_scored(W, out, in, sq_norm, p));
+    double *act, *colsum;
+    LLMSQ_TRY(column_factors(W, out, in, sq_norm, p, &act, &colsum));
+    prune_key *keys = malloc((size_t)in * sizeof *keys);
+    if (!keys) {
+        free(act), free(colsum);
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "pruning: out of memory for the scores");
+    }
+    for (int64_t o = 0; o < out; o++) {
+        row_scores(W + o * in, in, act, colsum, keys);
+        for (int64_t j = 0; j < in; j++) score[o * in + j] = (float)keys[j].v;
+    }
+    free(keys), free(act), free(colsum);
+    return LLMSQ_OK;
+}
+
+llmsq_status llmsq_prune_scored(float *W, int64_t out, int64_t in, const double *sq_norm, const llmsq_prune_params *p)
+{
+    LLMSQ_ASSERT(W != NULL && p != NULL);
+    LLMSQ_TRY(check_scored(W, out, in, sq_norm, p));
+    const bool nm = p->nm_m > 0;
+    if (!nm && (int64_t)(p->sparsity * (double)in) == 0) return LLMSQ_OK;
+    double *act, *colsum;
+    LLMSQ_TRY(column_factors(W, out, in, sq_norm, p, &act, &colsum));
 
     bool nomem = false;
 #pragma omp parallel
@@ -95,18 +134,7 @@ llmsq_status llmsq_prune_scored(float *W, int64_t out, int64_t in, const double 
         for (int64_t o = 0; o < out; o++) {
             if (!keys) continue;
             float *w = W + o * in;
-            double rowsum = 0;
-            if (colsum)
-                for (int64_t j = 0; j < in; j++) rowsum += fabs((double)w[j]);
-            for (int64_t j = 0; j < in; j++) {
-                const double a = fabs((double)w[j]);
-                double s;
-                if (colsum)
-                    s = ((rowsum > 0 ? a / rowsum : 0.0) + (colsum[j] > 0 ? a / colsum[j] : 0.0)) * act[j];
-                else
-                    s = a * act[j];
-                keys[j] = (prune_key){s, j};
-            }
+            row_scores(w, in, act, colsum, keys);
             if (!nm) {
                 const int64_t k = (int64_t)(p->sparsity * (double)in);
                 prune_select_smallest(keys, in, k);

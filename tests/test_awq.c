@@ -106,17 +106,6 @@ START_TEST(test_attn_mlp_recompose_block)
 }
 END_TEST
 
-/* logits [T, vocab] of the first T calibration tokens */
-static float *logits_of(llmsq_model *m, const int32_t *tok, int64_t T)
-{
-    float *lg = malloc((size_t)(T * llmsq_model_config(m)->vocab_size) * sizeof *lg);
-    llmsq_kv_cache *cache;
-    ck_assert_int_eq(llmsq_kv_cache_create(llmsq_model_config(m), T, &cache), LLMSQ_OK);
-    ck_assert_int_eq(llmsq_model_forward(m, cache, tok, T, lg, NULL), LLMSQ_OK);
-    llmsq_kv_cache_free(cache);
-    return lg;
-}
-
 /* Runs `method` over stories260K in memory on a few calibration windows; returns the model
  * (layers rebound) and the calibration tokens. */
 static llmsq_model *run_pass(llmsq_quant_method method, const llmsq_quant_params *qp, int32_t **tokens_out)
@@ -162,7 +151,7 @@ START_TEST(test_awq_scaled_model_is_equivalent)
     ck_assert_msg(tu_max_abs_diff(a->wv, b->wv, (size_t)(d * 32)) > 1e-4, "v_proj rows unchanged");
     ck_assert(llmsq_store_get_qlinear(llmsq_model_store(m), "model.layers.1.mlp.up_proj.weight") == NULL);
     const int64_t T = 128, V = llmsq_model_config(m)->vocab_size;
-    float *l0 = logits_of(ref, tok, T), *l1 = logits_of(m, tok, T);
+    float *l0 = tu_logits(ref, tok, T), *l1 = tu_logits(m, tok, T);
     double diff = tu_max_abs_diff(l0, l1, (size_t)(T * V));
     fprintf(stderr, "AWQ-scaled float model: max |logit difference| %.3g\n", diff);
     ck_assert_msg(diff <= 1e-4, "AWQ-scaled model changes logits by %g", diff);
@@ -202,7 +191,7 @@ START_TEST(test_w8a8_quantizes_activations)
     ck_assert_int_eq(q->bits, 8);
     ck_assert_int_eq(q->n_groups, 1);
     const int64_t T = 64, V = llmsq_model_config(m)->vocab_size;
-    float *l8 = logits_of(m, tok, T);
+    float *l8 = tu_logits(m, tok, T);
     /* the same weights with float activations: outputs move, but only a little */
     for (int64_t l = 0; l < llmsq_model_config(m)->n_layers; l++)
         for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
@@ -211,7 +200,7 @@ START_TEST(test_w8a8_quantizes_activations)
             ((llmsq_qlinear *)llmsq_store_get_qlinear(s, w))->act_bits = 0;
         }
     for (int64_t l = 0; l < llmsq_model_config(m)->n_layers; l++) ck_assert_int_eq(llmsq_model_rebind_layer(m, l), LLMSQ_OK);
-    float *l16 = logits_of(m, tok, T);
+    float *l16 = tu_logits(m, tok, T);
     double diff = tu_max_abs_diff(l8, l16, (size_t)(T * V));
     fprintf(stderr, "per-token W8A8 vs W8A16 logits: max difference %.3g\n", diff);
     ck_assert_msg(diff > 1e-4 && diff < 1.0, "activation quantization moved logits by %g", diff);

@@ -251,8 +251,16 @@ START_TEST(test_params)
     sq[1] = 1;
     ck_assert_int_eq(llmsq_prune_scored(W, 2, 4, sq, &p), LLMSQ_STATUS_ARG);
     p.method = LLMSQ_PRUNE_RIA;
-    p.ria_permute = true;
-    ck_assert_int_eq(llmsq_prune_scored(W, 2, 4, sq, &p), LLMSQ_STATUS_UNSUPPORTED);
+    p.ria_permute = true; /* the pass permutes down_proj before; scoring itself ignores the flag */
+    float S[8];
+    sq[2] = sq[3] = 0;
+    ck_assert_int_eq(llmsq_prune_score_matrix(W, 2, 4, sq, &p, S), LLMSQ_OK);
+    /* RIA by hand for W = [[1 2 3 4], [5 6 7 8]], sq = [1 1 0 0]: (|w|/rowsum + |w|/colsum) * sqrt(sq)^0.5 */
+    ck_assert_float_eq_tol(S[0], (float)(1.0 / 10 + 1.0 / 6), 1e-6f);
+    ck_assert_float_eq_tol(S[5], (float)(6.0 / 26 + 6.0 / 8), 1e-6f);
+    ck_assert_float_eq(S[2], 0.0f);
+    ck_assert_int_eq(llmsq_prune_scored(W, 2, 4, sq, &p), LLMSQ_OK);
+    for (int k = 0; k < 8; k++) W[k] = (float)(k + 1);
     p = llmsq_prune_default_params();
     W[3] = INFINITY;
     ck_assert_int_eq(llmsq_prune_scored(W, 2, 4, NULL, &p), LLMSQ_STATUS_NUMERIC);

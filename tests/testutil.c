@@ -217,3 +217,14 @@ llmsq_store *tu_checkpoint_copy(const char *src, const char *dst, llmsq_config *
     llmsq_tokenizer_free(tok);
     return s;
 }
+
+float *tu_logits(llmsq_model *m, const int32_t *tok, int64_t T)
+{
+    float *lg = malloc((size_t)(T * llmsq_model_config(m)->vocab_size) * sizeof *lg);
+    ck_assert_ptr_nonnull(lg);
+    llmsq_kv_cache *cache;
+    ck_assert_int_eq(llmsq_kv_cache_create(llmsq_model_config(m), T, &cache), LLMSQ_OK);
+    ck_assert_msg(llmsq_model_forward(m, cache, tok, T, lg, NULL) == LLMSQ_OK, "%s", llmsq_last_error());
+    llmsq_kv_cache_free(cache);
+    return lg;
+}

@@ -65,6 +65,9 @@ void tu_assert_dirs_identical(const char *a, const char *b, size_t min_files);
  * and config of the copy (the tokenizer is dropped). */
 llmsq_store *tu_checkpoint_copy(const char *src, const char *dst, llmsq_config *cfg);
 
+/* Logits [T, vocab] (malloc'd) of one forward of tok [T] from an empty cache. */
+float *tu_logits(llmsq_model *m, const int32_t *tok, int64_t T);
+
 /* Standard runner: runs the suite, prints the summary, returns the exit code. */
 int tu_run_suite(Suite *s);
 

@@ -106,6 +106,14 @@ typedef struct llmsq_calib_pass {
      * as a copy of job->W; the pass rewrites it in place and the runner stores it (F32). When
      * set, it is called instead of run; it may set *q to a quantized result instead. */
     llmsq_status (*run_dense)(void *user, const llmsq_linear_job *job, float *W_out, llmsq_qlinear **q);
+    /* Optional: a permutation of down_proj's input channels, asked for before down_proj is
+     * rewritten (RIA's channel permutation for N:M). perm [in]: new column k = old column
+     * perm[k]; *use = false keeps the order. The runner folds it into the model exactly: rows
+     * of gate_proj and up_proj (and their biases) and columns of down_proj are permuted in the
+     * store, and the job's W, H and statistics are permuted before run/run_dense. Only
+     * down_proj is offered: other linears read the residual stream or attention heads, whose
+     * channel order cannot be changed for one layer alone. */
+    llmsq_status (*permute_input)(void *user, const llmsq_linear_job *job, int32_t *perm, bool *use);
     /* Optional block-level step (AWQ, SmoothQuant), called once per layer before the per-linear
      * rewrite with the block's calibration inputs: it may replace any of the block's tensors in
      * the store (the runner rebinds the layer afterwards). */

@@ -38,7 +38,8 @@ typedef struct llmsq_prune_params {
     double  damp;         /* SparseGPT dampening, fraction of mean(diag H); default 0.01 */
     int64_t block_size;   /* SparseGPT lazy-update and mask block; default 128 */
     double  ria_alpha;    /* RIA activation exponent a; default 0.5 */
-    bool    ria_permute;  /* RIA channel permutation before N:M where it can be folded away */
+    bool    ria_permute;  /* RIA channel permutation before N:M, for down_proj (folded into gate/up
+                             rows; the other linears' inputs cannot be permuted) */
     bool    quantize;     /* SparseGPT only: quantize inside the sweep with `quant` */
     llmsq_quant_params quant;
 } llmsq_prune_params;
@@ -54,6 +55,11 @@ LLMSQ_API llmsq_status llmsq_prune_params_validate(const llmsq_prune_params *p);
  * Errors: ARG, NOMEM, NUMERIC (non-finite weight). */
 LLMSQ_API llmsq_status llmsq_prune_scored(float *W, int64_t out, int64_t in, const double *sq_norm,
                                           const llmsq_prune_params *p);
+
+/* score [out, in] = the importance llmsq_prune_scored ranks W [out, in] by (rounded to f32);
+ * the input of RIA's channel permutation. Errors as llmsq_prune_scored. */
+LLMSQ_API llmsq_status llmsq_prune_score_matrix(const float *W, int64_t out, int64_t in, const double *sq_norm,
+                                                const llmsq_prune_params *p, float *score);
 
 typedef struct llmsq_sparsegpt_stats {
     double  damp_used;
@@ -102,3 +108,64 @@ LLMSQ_API void   llmsq_prune_pass_free(llmsq_prune_pass *pp);
 #endif
 
 #endif /* LLMSQ_PRUNE_H */
+
+/* ---- channel permutation for N:M sparsity (RIA, Zhang et al. 2024) -----------------------
+ * Appended section with its own guard: it needs the tensor store, which the pruning API above
+ * does not. Implemented in prune/ria_perm.c. */
+#ifndef LLMSQ_PRUNE_PERM_H
+#define LLMSQ_PRUNE_PERM_H
+
+#include "llmsq/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A permutation of the input columns of a score matrix for N:M selection.
+ * score [out, in] row-major, finite and >= 0 (an importance such as RIA's or Wanda's).
+ * perm [in] receives the order: position k of the permuted matrix holds original column
+ * perm[k]. The objective is the total score kept when every row keeps the n largest of each
+ * consecutive m permuted columns; *kept_before (identity) and *kept_after (perm) receive it,
+ * either pointer may be NULL. Heuristic channel reallocation, then up to `iters` sweeps of
+ * linear-sum-assignment refinement (iters 0: reallocation only; 1 to 3 get most of the gain,
+ * sweeps stop early when one changes nothing); deterministic, independent of the thread count,
+ * never worse than the identity (perm is the identity when nothing better was found). With
+ * iters > 0 it allocates a second [out, in] float matrix. Errors: ARG (in % m != 0,
+ * 0 < n < m <= 64 violated, iters < 0, in > INT32_MAX, negative or non-finite score), NOMEM,
+ * NUMERIC (never for finite scores: the assignment costs are scaled to stay finite). */
+LLMSQ_API llmsq_status llmsq_nm_permutation(const float *score, int64_t out, int64_t in, int n, int m, int iters,
+                                            int32_t *perm, double *kept_before, double *kept_after);
+
+/* Linear sum assignment (Hungarian method, O(n^3), in double): assign[r] = the column given to
+ * row r of cost [n, n] (row-major), a permutation minimizing (maximize: maximizing) the sum of
+ * cost[r, assign[r]]; *total (may be NULL) receives that sum. Ties resolve deterministically.
+ * Errors: ARG (n < 1 or > INT32_MAX, non-finite cost), NOMEM. */
+LLMSQ_API llmsq_status llmsq_linear_assignment(const double *cost, int64_t n, bool maximize, int32_t *assign,
+                                               double *total);
+
+/* Permute the tensor `name` in place in the store: new row k = old row perm[k] (dim 0), or for
+ * _cols new column k = old column perm[k] (dim 1 of a 2-D tensor); perm [n] must be a
+ * permutation of 0..n-1 with n the permuted dimension. Folding a channel permutation into a
+ * model permutes the producer's output rows (and bias) and the consumer's input columns the
+ * same way, e.g. rows of gate_proj and up_proj and columns of down_proj.
+ *   rows: F32/F16/BF16 tensors of any rank (1-D biases included), Q8_0 tensors of rank >= 2
+ *         (blocks run along the last dimension), and quantized linears (codes, scales and zero
+ *         points move with their row; g_idx indexes columns and is unchanged).
+ *   cols: 2-D F32/F16/BF16 tensors, and quantized linears: codes move with their column and
+ *         g_idx becomes g_idx'[k] = group(perm[k]) (scales and zero points are per group and
+ *         do not move), so the dequantized weights are exactly the permuted ones. A
+ *         non-trivial g_idx also sets act_order, as GPTQ kernels only honour g_idx with
+ *         desc_act; writers without g_idx support (AWQ) refuse such a linear.
+ * The tensor is replaced through llmsq_store_put / llmsq_store_put_qlinear, which drop its F32
+ * cache; pointers from earlier llmsq_store_get_f32 calls on `name` become invalid.
+ * Errors: NOT_FOUND, ARG (perm not a permutation), SHAPE (n is not the dimension, or cols of a
+ * tensor that is not 2-D), UNSUPPORTED (integer dtypes, whose layout may be packed; Q8_0
+ * columns or 1-D Q8_0), NOMEM. On error the tensor is unchanged. */
+LLMSQ_API llmsq_status llmsq_store_permute_rows(llmsq_store *s, const char *name, const int32_t *perm, int64_t n);
+LLMSQ_API llmsq_status llmsq_store_permute_cols(llmsq_store *s, const char *name, const int32_t *perm, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LLMSQ_PRUNE_PERM_H */
