@@ -20,6 +20,19 @@ void *kern_alloc(size_t n);
  * inside a parallel region, nor for tiny problems where the fork costs more than it saves). */
 bool kern_parallel(double work);
 
+/* Thread it of nt's contiguous share [*u0, *u1) of n units (the split schedule(static) makes). */
+static inline void kern_split(int64_t n, int nt, int it, int64_t *u0, int64_t *u1)
+{
+    *u0 = n * it / nt;
+    *u1 = n * (it + 1) / nt;
+}
+
+/* Bytes a GEMV keeps prefetched ahead of its weight stream, and the burst a thread issues for
+ * the start of its range: decode calls read each matrix cold, and small ones ([192 x 576] int4
+ * is 55 KB) end before the hardware prefetchers have ramped up. */
+#define KERN_PF_BYTES 2048
+void kern_prefetch(const void *p, size_t bytes); /* [p, p + bytes), at most KERN_PF_BYTES */
+
 /* Dequantizes rows [o0, o1) of a packed layout into Wt [(o1 - o0), in] f32 (exact). */
 typedef void (*kern_dequant_fn)(const void *w, int64_t o0, int64_t o1, float *Wt);
 
@@ -31,11 +44,23 @@ typedef void (*kern_dequant_fn)(const void *w, int64_t o0, int64_t o1, float *Wt
 llmsq_status kern_gemm_tiles(const void *w, int64_t out, int64_t in, kern_dequant_fn dequant, const float *wf32,
                              int64_t ldw, const float *x, int64_t B, float *y);
 
-/* The AVX-512 int4 GEMV (kern_w4_avx512.c): whether it takes this layout, and the kernel. */
-bool         kern_w4_avx512_ok(const llmsq_kern_w4 *w);
-llmsq_status kern_w4_gemv_avx512(const llmsq_kern_w4 *w, const float *x, int64_t B, float *y);
+/* Activations of the int4 GEMVs (AVX2 and AVX-512), built once per call by kern_w4_act_init:
+ * xs = the (gathered) activations with slice j of every block scaled by 2^-4j (j < 7; the
+ * kernels leave code * 2^4j there; slice 7 is extracted by a shift), zero beyond in; xsum =
+ * the sum of each group's activations, zero beyond n_groups. */
+typedef struct kern_w4_act {
+    float  *xs;     /* [B, in_pad] */
+    float  *xsum;   /* [B, ng_pad] */
+    int64_t ng_pad; /* n_groups rounded up to 8 */
+} kern_w4_act;
+llmsq_status kern_w4_act_init(const llmsq_kern_w4 *w, const float *x, int64_t B, kern_w4_act *a);
+void         kern_w4_act_free(kern_w4_act *a);
 
-/* Whether f is exactly an f16 value (finite). */
+/* The AVX-512 GEMVs (kern_w4_avx512.c, kern_s24_avx512.c), B in 1..LLMSQ_KERN_GEMV_MAX_BATCH. */
+llmsq_status kern_w4_gemv_avx512(const llmsq_kern_w4 *w, const float *x, int64_t B, float *y);
+llmsq_status kern_s24_gemv_avx512(const llmsq_kern_s24 *s, const float *x, int64_t B, float *y);
+
+/* Whether f is exactly an f16 value (its bits in *h); callers reject non-finite f first. */
 bool kern_f16_exact(float f, uint16_t *h);
 
 /* Per-layout dequantizers (kern_w4.c, kern_sparse24.c, kern_dense.c), scalar and AVX2. */

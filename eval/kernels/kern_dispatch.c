@@ -3,44 +3,53 @@
 #include "kern-impl.h"
 
 #include <cblas.h>
+#include <cpuid.h>
 #include <limits.h>
 #include <omp.h>
 #include <stdio.h>
 
 /* ---- instruction set ------------------------------------------------------------------------ */
 
-static int g_best = -1; /* cpuid result, computed once (benign race: every thread computes the same) */
-static int g_isa = -1;  /* current choice */
+/* cpuid result and current choice, -1 until first use. Relaxed atomics: threads racing on the
+ * first call all compute the same value. */
+static int g_best = -1;
+static int g_isa = -1;
 
 llmsq_kern_isa llmsq_kern_isa_best(void)
 {
-    if (g_best < 0) {
+    int best = __atomic_load_n(&g_best, __ATOMIC_RELAXED);
+    if (best < 0) {
         __builtin_cpu_init();
-        bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
+        /* F16C from cpuid leaf 1 (ECX bit 29): not every compiler's __builtin_cpu_supports
+         * knows it; the avx2 test already covers the OS saving the ymm state */
+        unsigned a, b, c, d;
+        bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+        bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
         bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512vl");
-        g_best = avx512 ? LLMSQ_KERN_ISA_AVX512 : avx2 ? LLMSQ_KERN_ISA_AVX2 : LLMSQ_KERN_ISA_SCALAR;
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+        best = avx512 ? LLMSQ_KERN_ISA_AVX512 : avx2 ? LLMSQ_KERN_ISA_AVX2 : LLMSQ_KERN_ISA_SCALAR;
+        __atomic_store_n(&g_best, best, __ATOMIC_RELAXED);
     }
-    return (llmsq_kern_isa)g_best;
+    return (llmsq_kern_isa)best;
 }
 
 llmsq_kern_isa llmsq_kern_isa_get(void)
 {
-    if (g_isa < 0) {
-        int isa = (int)llmsq_kern_isa_best();
+    int isa = __atomic_load_n(&g_isa, __ATOMIC_RELAXED);
+    if (isa < 0) {
+        isa = (int)llmsq_kern_isa_best();
         const char *e = getenv("LLMSQ_KERN_ISA");
         if (e && !strcmp(e, "scalar")) isa = LLMSQ_KERN_ISA_SCALAR;
         if (e && !strcmp(e, "avx2") && isa > LLMSQ_KERN_ISA_AVX2) isa = LLMSQ_KERN_ISA_AVX2;
-        g_isa = isa;
+        __atomic_store_n(&g_isa, isa, __ATOMIC_RELAXED);
     }
-    return (llmsq_kern_isa)g_isa;
+    return (llmsq_kern_isa)isa;
 }
 
 void llmsq_kern_isa_set(llmsq_kern_isa isa)
 {
     int best = (int)llmsq_kern_isa_best();
-    g_isa = (int)isa > best ? best : (int)isa;
+    __atomic_store_n(&g_isa, (int)isa > best ? best : (int)isa, __ATOMIC_RELAXED);
 }
 
 const char *llmsq_kern_isa_name(llmsq_kern_isa isa)
@@ -66,8 +75,14 @@ void *kern_alloc(size_t n)
 
 bool kern_parallel(double work)
 {
-    /* A fork/join costs about a microsecond, what ~20k multiply-adds take on one core. */
+    /* A fork/join costs about a microsecond: what 20k-60k multiply-adds take on one core. */
     return work >= 65536.0 && !omp_in_parallel() && omp_get_max_threads() > 1;
+}
+
+void kern_prefetch(const void *p, size_t bytes)
+{
+    if (bytes > KERN_PF_BYTES) bytes = KERN_PF_BYTES;
+    for (size_t k = 0; k < bytes; k += 64) __builtin_prefetch((const char *)p + k, 0, 3);
 }
 
 bool kern_f16_exact(float f, uint16_t *h)

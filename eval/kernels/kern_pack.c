@@ -151,10 +151,11 @@ llmsq_status llmsq_kern_w4_pack(const llmsq_qlinear *q, llmsq_kern_w4 **w)
     r->group_size = q->group_size;
     r->n_groups = q->n_groups;
     r->bits = q->bits;
-    r->codes = kern_alloc((size_t)(r->out * r->in_pad / 2));
+    const int64_t out4 = kern_round_up(r->out, LLMSQ_KERN_W4_ROWS);
+    r->codes = kern_alloc((size_t)(out4 * r->in_pad / 2));
     /* 32 bytes of slack: the kernels load 8 scales / zeros at a time past a row's last group */
-    r->scales = kern_alloc((size_t)(r->out * r->n_groups) * sizeof(uint16_t) + 32);
-    r->zeros = kern_alloc((size_t)(r->out * r->n_groups) + 32);
+    r->scales = kern_alloc((size_t)(out4 * r->n_groups) * sizeof(uint16_t) + 32);
+    r->zeros = kern_alloc((size_t)(out4 * r->n_groups) + 32);
     if (!r->codes || !r->scales || !r->zeros) {
         llmsq_kern_w4_free(r);
         return llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory for a [%lld, %lld] int4 layout", (long long)q->out,
@@ -177,10 +178,8 @@ llmsq_status llmsq_kern_w4_pack(const llmsq_qlinear *q, llmsq_kern_w4 **w)
     }
     if (st == LLMSQ_OK) st = scales_to_f16(q, r->scales);
     if (st == LLMSQ_OK) st = zeros_to_u8(q, r->zeros);
-    const int64_t words = r->in_pad / 8;
     for (int64_t o = 0; o < r->out && st == LLMSQ_OK; o++) {
         const uint8_t *c = q->codes + o * q->in;
-        uint32_t *dst = r->codes + o * words;
         for (int64_t k = 0; k < q->in; k++) {
             int64_t i = r->perm ? r->perm[k] : k;
             if (c[i] > 15) {
@@ -188,9 +187,9 @@ llmsq_status llmsq_kern_w4_pack(const llmsq_qlinear *q, llmsq_kern_w4 **w)
                                  (long long)o, (long long)i);
                 break;
             }
-            /* column k = 64 b + 8 j + l  ->  word 8 b + l, nibble j */
+            /* column k = 64 b + 8 j + l  ->  word l of block b, nibble j */
             int64_t b = k / 64, j = (k % 64) / 8, l = k % 8;
-            dst[8 * b + l] |= (uint32_t)c[i] << (4 * j);
+            r->codes[llmsq_kern_w4_word(r, o, b) + l] |= (uint32_t)c[i] << (4 * j);
         }
     }
     if (st != LLMSQ_OK) {
@@ -207,12 +206,11 @@ llmsq_status llmsq_kern_w4_unpack(const llmsq_kern_w4 *w, llmsq_qlinear **q)
     LLMSQ_TRY(llmsq_qlinear_create(w->out, w->in, w->bits, w->group_size, LLMSQ_QGRID_MINMAX, w->perm != NULL, q));
     llmsq_qlinear *r = *q;
     r->act_order = w->perm != NULL;
-    const int64_t words = w->in_pad / 8;
     for (int64_t o = 0; o < w->out; o++)
         for (int64_t k = 0; k < w->in; k++) {
             int64_t b = k / 64, j = (k % 64) / 8, l = k % 8;
             int64_t i = w->perm ? w->perm[k] : k;
-            r->codes[o * w->in + i] = (uint8_t)((w->codes[o * words + 8 * b + l] >> (4 * j)) & 0xf);
+            r->codes[o * w->in + i] = (uint8_t)((w->codes[llmsq_kern_w4_word(w, o, b) + l] >> (4 * j)) & 0xf);
         }
     for (int64_t k = 0; k < w->out * w->n_groups; k++) {
         r->scales[k] = llmsq_f16_to_f32(w->scales[k]);
@@ -225,7 +223,8 @@ llmsq_status llmsq_kern_w4_unpack(const llmsq_kern_w4 *w, llmsq_qlinear **q)
 
 size_t llmsq_kern_w4_bytes(const llmsq_kern_w4 *w)
 {
-    return (size_t)(w->out * w->in_pad / 2) + (size_t)(w->out * w->n_groups) * 3;
+    const int64_t out4 = kern_round_up(w->out, LLMSQ_KERN_W4_ROWS);
+    return (size_t)(out4 * w->in_pad / 2) + (size_t)(out4 * w->n_groups) * 3;
 }
 
 /* ---- W8A8 ------------------------------------------------------------------------------------- */

@@ -19,8 +19,8 @@
  *
  * Paths. Each layout has one entry point, `llmsq_kern_<layout>_matmul`, that picks:
  *   - GEMV (decode), B <= LLMSQ_KERN_GEMV_MAX_BATCH: the weights are streamed once from memory
- *     and unpacked in registers (AVX2/FMA/F16C, and AVX-512 for int4, where the CPU has them,
- *     chosen at run time);
+ *     and unpacked in registers (AVX2/FMA/F16C, and AVX-512 for int4 and 2:4 f16, where the CPU
+ *     has them, chosen at run time);
  *   - GEMM (prefill), B > LLMSQ_KERN_GEMV_MAX_BATCH: tiles of rows are dequantized to f32 and
  *     multiplied with single-threaded OpenBLAS sgemm calls spread over the threads (weight-only
  *     layouts), or, for W8A8, cache-blocked integer tiles (int32 accumulation stays exact).
@@ -62,8 +62,8 @@ extern "C" {
 typedef enum llmsq_kern_isa {
     LLMSQ_KERN_ISA_SCALAR = 0, /* plain C: the same code as the _scalar references */
     LLMSQ_KERN_ISA_AVX2   = 1, /* AVX2 + FMA + F16C (x86-64-v3): every layout */
-    LLMSQ_KERN_ISA_AVX512 = 2  /* + AVX-512 F/BW/VL: the int4 GEMV (group sizes that are multiples
-                                  of 128, or whole rows); everything else runs its AVX2 kernel */
+    LLMSQ_KERN_ISA_AVX512 = 2  /* + AVX-512 F/BW/VL/DQ: the int4 and 2:4-f16 GEMVs; everything
+                                  else runs its AVX2 kernel */
 } llmsq_kern_isa;
 
 /* The best instruction set this CPU supports (cpuid, checked once). */
@@ -84,8 +84,10 @@ LLMSQ_API const char *llmsq_kern_isa_name(llmsq_kern_isa isa);
  * to LLMSQ_KERN_DENSE_PAD, columns in..ld-1 zero. F16 rows are converted with F16C
  * (vcvtph2ps) in registers; BF16 rows by shifting each 16-bit half into the top of a 32-bit
  * lane (a 32-byte load gives even columns by << 16 and odd columns by & 0xffff0000, against
- * activations split into even and odd columns once per call). The GEMM path of F32 runs
- * OpenBLAS sgemm on the rows in place. */
+ * activations split into even and odd columns once per call); F32 rows are loaded as they are.
+ * The GEMV takes one row at a time, so a thread's rows are one stream for the prefetchers, and
+ * rows longer than 4096 four at a time (the activations then no longer stay in L1; four long
+ * streams prefetch well). The GEMM path of F32 runs OpenBLAS sgemm on the rows in place. */
 typedef struct llmsq_kern_dense {
     int64_t     out, in;
     int64_t     ld;    /* elements between rows */
@@ -112,6 +114,7 @@ LLMSQ_API llmsq_status llmsq_kern_f32_openblas(const llmsq_kern_dense *d, const 
 /* ---- W4A16: int4 codes, per-group f16 scales and u8 zero points ---------------------------- */
 
 #define LLMSQ_KERN_W4_BLOCK 64 /* columns per 32-byte block of codes */
+#define LLMSQ_KERN_W4_ROWS  4  /* rows interleaved block by block */
 
 /* One block: 64 codes in 8 little-endian 32-bit words. Nibble j (bits 4j..4j+3) of word l is
  * the code of column 64 b + 8 j + l. A 256-bit load of the block puts word l in lane l, so
@@ -124,10 +127,22 @@ typedef struct llmsq_kern_w4_block {
 LLMSQ_KERN_STATIC_ASSERT(sizeof(llmsq_kern_w4_block) == 32, "int4 block is 32 bytes");
 
 /* W[o, perm[k]] = f16(scales[o, g]) * (code(o, k) - zeros[o, g]),  g = k / group_size,
- * for packed column k < in (perm NULL: perm[k] = k). Rows are in_pad / 64 blocks; codes of
- * columns in..in_pad-1 are 0. group_size is a multiple of 8 (slices never straddle groups) or
- * the whole row (n_groups == 1). Act-order checkpoints (qlinear g_idx) are packed with their
- * columns sorted by group: perm gathers the activations once per call.
+ * for packed column k < in (perm NULL: perm[k] = k).
+ *
+ * Blocks are stored in groups of 4 rows, interleaved block by block: block b of row
+ * o = 4 G + r is llmsq_kern_w4_block number (G * nblk + b) * 4 + r, nblk = in_pad / 64, i.e.
+ * rows 4G..4G+3 of block 0, then of block 1, ... (llmsq_kern_w4_word gives the word offset).
+ * Why: the GEMV multiplies 4 rows at a time (one activation load serves 4 rows), and 4
+ * separate row streams of 288 B to 5.5 KB (int4 rows are short) defeat the hardware
+ * prefetchers -- measured on a 2-thread Zen 5 VM, [4096 x 4096] streamed at 9 GB/s that way
+ * against 43 GB/s one row at a time. Interleaved, the 4 rows are one contiguous stream of 128
+ * bytes per block and keep the shared loads. A 512-bit load takes rows (4G, 4G+1) or
+ * (4G+2, 4G+3) of one block: two rows per vector, same columns.
+ * Codes of columns in..in_pad-1 and of rows out..out4-1 (out4 = out rounded up to 4) are 0;
+ * scales and zeros have out4 rows (the padding rows 0).
+ * group_size is a multiple of 8 (slices never straddle groups) or the whole row
+ * (n_groups == 1). Act-order checkpoints (qlinear g_idx) are packed with their columns sorted
+ * by group: perm gathers the activations once per call.
  * Kernel: per group it accumulates sum code * x and subtracts zero * sum x (the group sums
  * of x are shared by all rows), so the rounding error is bounded by
  * gamma * sum |x| * scale * (code + zero) rather than sum |x w|. */
@@ -137,11 +152,18 @@ typedef struct llmsq_kern_w4 {
     int64_t  group_size; /* columns per group (in packed order) */
     int64_t  n_groups;   /* ceil(in / group_size) */
     int      bits;       /* bits of the canonical codes (2, 3 or 4), stored as nibbles */
-    uint32_t *codes;     /* [out, in_pad / 8] words, blocks as llmsq_kern_w4_block */
-    uint16_t *scales;    /* [out, n_groups] f16 bit patterns */
-    uint8_t  *zeros;     /* [out, n_groups], < 16 */
+    uint32_t *codes;     /* [out4 / 4, in_pad / 64, 4] blocks (llmsq_kern_w4_block) */
+    uint16_t *scales;    /* [out4, n_groups] f16 bit patterns */
+    uint8_t  *zeros;     /* [out4, n_groups], < 16 */
     int32_t  *perm;      /* [in] canonical column of packed column k, or NULL (identity) */
 } llmsq_kern_w4;
+
+/* Word offset in codes of block b (columns 64b..64b+63) of row o. */
+static inline int64_t llmsq_kern_w4_word(const llmsq_kern_w4 *w, int64_t o, int64_t b)
+{
+    return (((o / LLMSQ_KERN_W4_ROWS) * (w->in_pad / LLMSQ_KERN_W4_BLOCK) + b) * LLMSQ_KERN_W4_ROWS +
+            o % LLMSQ_KERN_W4_ROWS) * 8;
+}
 
 /* From a canonical quantized linear with bits <= 4. Errors: UNSUPPORTED (bits 8, group size
  * not a multiple of 8 with more than one group, g_idx that is not a column permutation of
@@ -166,7 +188,8 @@ LLMSQ_API llmsq_status llmsq_kern_w4_matmul_scalar(const llmsq_kern_w4 *w, const
  *     y[b, o]   = (float)acc[b, o] * (s_b * scales[o])   (f32, in that order)
  * so the optimized and scalar paths agree bit for bit. The AVX2 kernel sign-extends 16 weights
  * to int16 (vpmovsxbw) and multiplies with activations kept as int16 (vpmaddwd: pairs summed
- * into int32, no saturation for any int8 x int8). */
+ * into int32, no saturation for any int8 x int8), one row at a time (plain row-major rows: at
+ * one int8 op per 5 weights the GEMV streams at memory speed without interleaving rows). */
 typedef struct llmsq_kern_w8 {
     int64_t out, in;
     int64_t in_pad;     /* in rounded up to LLMSQ_KERN_W8_PAD; columns in.. are 0 */
@@ -203,9 +226,13 @@ LLMSQ_API float llmsq_kern_act_quant_i8(const float *x, int64_t n, float static_
  * kept entry and bits 2-3 = that of the second, first < second. A group with fewer than 2
  * nonzeros keeps zero values at its lowest free offsets; padding groups (columns >= in) are
  * value 0 at offsets 0 and 1.
- * Kernel: a metadata byte indexes a 256-entry table of vpermps indices. At batch 1 the kept
- * activations are gathered (two vpermps + blend per 8 values) and multiplied with the 8
- * values converted by vcvtph2ps; at batch 2..8 the values are expanded to dense 8-column
+ * Why this layout: the same (value, 2-bit index) pairs as NVIDIA's sparse tensor cores (a
+ * CUDA kernel reorders the metadata words into its fragment order on upload), and on the CPU
+ * a metadata byte indexes a 256-entry table of permute indices. Rows are plain (not
+ * interleaved): the kernels take one row at a time, so a thread's rows are one stream.
+ * Kernels: AVX-512 (batch 1..8): per 32 columns one vpermt2ps gathers the 16 kept activations
+ * of a token, the index assembled from four 4-lane table entries; AVX2: per 16 columns two
+ * vpermps + blend at batch 1, and at batch 2..8 the values are expanded to dense 8-column
  * vectors (vpermps from a half-zero register) once and reused for every token. */
 typedef struct llmsq_kern_s24 {
     int64_t   out, in;
@@ -232,8 +259,9 @@ LLMSQ_API llmsq_status llmsq_kern_s24_matmul_scalar(const llmsq_kern_s24 *s, con
  * kept value v (0..7, groups in order, two per group in column order) in bits 4v..4v+3;
  * W[o, i] = f16(scales[o, g]) * (code - zeros[o, g]) at kept columns, g = i / group_size, and
  * 0 elsewhere. group_size is a multiple of 16 or the whole row. Padding: code = zero point.
- * Kernel: per 16 columns, one broadcast word, vpsrlvd + and, minus the zero point, int->float,
- * times the gathered activations (as s24 at batch 1). */
+ * Kernel (AVX2): per 16 columns, one broadcast word, vpsrlvd + and, minus the zero point,
+ * int->float, times the gathered activations (as s24 at batch 1): eight vector ops per 16
+ * columns, so unlike the other layouts this GEMV is bound by instructions, not memory. */
 typedef struct llmsq_kern_s24w4 {
     int64_t   out, in;
     int64_t   in_pad;     /* in rounded up to LLMSQ_KERN_S24_UNIT */
