@@ -212,8 +212,9 @@ static void unpack_row(const uint8_t *src, int64_t n, uint8_t *v, int64_t vs)
     }
 }
 
-static llmsq_status import_one(llmsq_store *s, const awq_cfg *c, const char *prefix)
+static llmsq_status import_one(llmsq_store *s, const void *cfg, const char *prefix)
 {
+    const awq_cfg *c = cfg;
     llmsq_status st = LLMSQ_OK;
     const llmsq_tensor *qw = need(s, c, prefix, "qweight", &st), *qz = need(s, c, prefix, "qzeros", &st),
                        *sc = need(s, c, prefix, "scales", &st);
@@ -268,16 +269,5 @@ llmsq_status llmsq_awq_import(llmsq_store *s, const json_t *qc, const char *cfg_
 {
     awq_cfg c = {0};
     LLMSQ_TRY(parse_cfg(qc, cfg_path, &c));
-    char **names;
-    size_t n;
-    LLMSQ_TRY(llmsq_qckpt_names(s, ".qweight", &names, &n));
-    llmsq_status st = LLMSQ_OK;
-    for (size_t i = 0; i < n && st == LLMSQ_OK; i++) {
-        names[i][strlen(names[i]) - strlen(".qweight")] = '\0';
-        st = import_one(s, &c, names[i]);
-    }
-    if (st == LLMSQ_OK && n == 0)
-        st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: quant_method awq but no tensor ends in .qweight", cfg_path);
-    llmsq_qckpt_free_names(names, n);
-    return st;
+    return llmsq_qckpt_import_each(s, ".qweight", "awq", cfg_path, import_one, &c);
 }

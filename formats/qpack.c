@@ -117,6 +117,24 @@ llmsq_status llmsq_qckpt_names(const llmsq_store *s, const char *suffix, char **
     return LLMSQ_OK;
 }
 
+llmsq_status llmsq_qckpt_import_each(llmsq_store *s, const char *suffix, const char *method, const char *cfg_path,
+                                     llmsq_status (*one)(llmsq_store *s, const void *cfg, const char *prefix),
+                                     const void *cfg)
+{
+    char **names;
+    size_t n;
+    LLMSQ_TRY(llmsq_qckpt_names(s, suffix, &names, &n));
+    llmsq_status st = LLMSQ_OK;
+    for (size_t i = 0; i < n && st == LLMSQ_OK; i++) {
+        names[i][strlen(names[i]) - strlen(suffix)] = '\0';
+        st = one(s, cfg, names[i]);
+    }
+    if (st == LLMSQ_OK && n == 0)
+        st = llmsq_error(LLMSQ_STATUS_FORMAT, "%s: quant_method %s but no tensor ends in %s", cfg_path, method, suffix);
+    llmsq_qckpt_free_names(names, n);
+    return st;
+}
+
 llmsq_status llmsq_qckpt_to_f32(const llmsq_tensor *t, float *dst)
 {
     int64_t n = llmsq_tensor_numel(t);

@@ -173,6 +173,13 @@ void llmsq_qckpt_st_float(void *dst, int64_t k, llmsq_dtype dt, float v);
 llmsq_status llmsq_qckpt_names(const llmsq_store *s, const char *suffix, char ***names, size_t *n);
 void         llmsq_qckpt_free_names(char **names, size_t n);
 
+/* Calls one(s, cfg, prefix) for every tensor "<prefix><suffix>" in name order (the packed
+ * linears of a GPTQ or AWQ checkpoint), stopping at the first error. Errors: FORMAT naming
+ * cfg_path and `method` when no tensor ends in suffix; NOMEM; one's errors. */
+llmsq_status llmsq_qckpt_import_each(llmsq_store *s, const char *suffix, const char *method, const char *cfg_path,
+                                     llmsq_status (*one)(llmsq_store *s, const void *cfg, const char *prefix),
+                                     const void *cfg);
+
 /* dst[0..numel) = the tensor as f32, read bytewise (mapped data has no alignment guarantee).
  * Errors: FORMAT naming the tensor when its dtype is not F32/F16/BF16. */
 llmsq_status llmsq_qckpt_to_f32(const llmsq_tensor *t, float *dst);

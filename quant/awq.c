@@ -14,10 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const k_suffix[LLMSQ_LINEAR_COUNT] = {
-    "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
-    "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight"};
-
 static const struct {
     llmsq_block_input in;
     int               n;
@@ -126,6 +122,27 @@ static int64_t tie_class(const llmsq_config *c, int g, int64_t j)
     return (j / hd / per_kv) * hd + j % hd;
 }
 
+/* Scales at one ratio: per tie class r, sc[r] = x^a / (w^(1-a) + 1e-4) (duo) or x^a, clamped to
+ * >= 1e-4 and normalised by sqrt(max * min), non-finite ones replaced by 1 (plain: all 1); then
+ * expanded to the channels, s [n]. xc, wc [ncls] are the class means of x_mean and w_mean. */
+static void ratio_scales(const llmsq_config *c, int g, const double *xc, const double *wc, int64_t ncls, int64_t n,
+                         double ratio, bool duo, bool plain, double *sc, float *s)
+{
+    double smax = 0, smin = DBL_MAX;
+    for (int64_t r = 0; r < ncls; r++) {
+        const double v = duo ? pow(xc[r], ratio) / (pow(wc[r], 1 - ratio) + 1e-4) : pow(xc[r], ratio);
+        sc[r] = v < 1e-4 ? 1e-4 : v;
+        smax = fmax(smax, sc[r]);
+        smin = fmin(smin, sc[r]);
+    }
+    const double norm = sqrt(smax * smin);
+    for (int64_t r = 0; r < ncls; r++) {
+        sc[r] = plain ? 1.0 : sc[r] / norm;
+        if (!isfinite(sc[r])) sc[r] = 1.0;
+    }
+    for (int64_t j = 0; j < n; j++) s[j] = (float)sc[tie_class(c, g, j)];
+}
+
 /* Searches group g's scales s [width] (AutoAWQ _search_best_scale / _compute_best_scale). */
 static llmsq_status search_scales(const awq_block *b, int g, const llmsq_quant_params *p, float *s,
                                   llmsq_awq_layer_report *rep)
@@ -184,19 +201,7 @@ static llmsq_status search_scales(const awq_block *b, int g, const llmsq_quant_p
         /* i == awq_grid is not a ratio: it scores plain RTN (s = 1) for the report */
         const bool plain = i == p->awq_grid;
         const double ratio = (double)i / p->awq_grid;
-        double smax = 0, smin = DBL_MAX;
-        for (int64_t r = 0; r < ncls; r++) {
-            double v = p->awq_duo ? pow(xc[r], ratio) / (pow(wc[r], 1 - ratio) + 1e-4) : pow(xc[r], ratio);
-            sc[r] = v < 1e-4 ? 1e-4 : v;
-            smax = fmax(smax, sc[r]);
-            smin = fmin(smin, sc[r]);
-        }
-        const double norm = sqrt(smax * smin);
-        for (int64_t r = 0; r < ncls; r++) {
-            sc[r] = plain ? 1.0 : sc[r] / norm;
-            if (!isfinite(sc[r])) sc[r] = 1.0;
-        }
-        for (int64_t j = 0; j < n; j++) s[j] = (float)sc[tie_class(c, g, j)];
+        ratio_scales(c, g, xc, wc, ncls, n, ratio, p->awq_duo, plain, sc, s);
         for (int k = 0; k < k_groups[g].n && st == LLMSQ_OK; k++) {
             const llmsq_linear_id id = k_groups[g].lin[k];
             const int64_t out = b->rows[id];
@@ -219,20 +224,9 @@ static llmsq_status search_scales(const awq_block *b, int g, const llmsq_quant_p
     if (st == LLMSQ_OK && best_i < 0)
         st = llmsq_error(LLMSQ_STATUS_NUMERIC, "layer %lld: AWQ found no finite loss for group %d", (long long)b->layer,
                          g);
-    if (st == LLMSQ_OK) { /* recompute the winner's scales */
+    if (st == LLMSQ_OK) { /* the winner's scales */
         const double ratio = (double)best_i / p->awq_grid;
-        double smax = 0, smin = DBL_MAX;
-        for (int64_t r = 0; r < ncls; r++) {
-            double v = p->awq_duo ? pow(xc[r], ratio) / (pow(wc[r], 1 - ratio) + 1e-4) : pow(xc[r], ratio);
-            sc[r] = v < 1e-4 ? 1e-4 : v;
-            smax = fmax(smax, sc[r]);
-            smin = fmin(smin, sc[r]);
-        }
-        for (int64_t r = 0; r < ncls; r++) {
-            sc[r] /= sqrt(smax * smin);
-            if (!isfinite(sc[r])) sc[r] = 1.0;
-        }
-        for (int64_t j = 0; j < n; j++) s[j] = (float)sc[tie_class(c, g, j)];
+        ratio_scales(c, g, xc, wc, ncls, n, ratio, p->awq_duo, false, sc, s);
         rep->searched[g] = true;
         rep->ratio[g] = ratio;
         rep->loss[g] = best;
@@ -374,12 +368,12 @@ llmsq_status llmsq_awq_block(llmsq_model *m, int64_t layer, const llmsq_block_ca
     llmsq_status st = llmsq_block_capture(m, layer, in, want_in, &b.acts);
     int64_t n;
     for (int i = 0; st == LLMSQ_OK && i < LLMSQ_LINEAR_COUNT; i++) {
-        st = llmsq_block_tensor_copy(m, layer, k_suffix[i], &b.W[i], &n);
+        st = llmsq_block_tensor_copy(m, layer, llmsq_block_weight_suffix[i], &b.W[i], &n);
         b.cols[i] = b.acts.width[llmsq_linear_input((llmsq_linear_id)i)];
         b.rows[i] = n / b.cols[i];
         if (st == LLMSQ_OK && llmsq_f32_first_nonfinite(b.W[i], n) >= 0)
             st = llmsq_error(LLMSQ_STATUS_NUMERIC, "layer %lld: %s has a non-finite weight", (long long)layer,
-                             k_suffix[i]);
+                             llmsq_block_weight_suffix[i]);
     }
     if (st == LLMSQ_OK) st = llmsq_block_tensor_copy(m, layer, "input_layernorm.weight", &b.attn_norm, &n);
     if (st == LLMSQ_OK) st = llmsq_block_tensor_copy(m, layer, "post_attention_layernorm.weight", &b.ffn_norm, &n);
@@ -403,7 +397,7 @@ llmsq_status llmsq_awq_block(llmsq_model *m, int64_t layer, const llmsq_block_ca
     for (int i = LLMSQ_LINEAR_V; p->awq_clip && st == LLMSQ_OK && i < LLMSQ_LINEAR_COUNT; i++)
         if (wanted[i]) st = clip_search(&b, (llmsq_linear_id)i, p, &rep->clipped_groups);
 
-    for (int i = 0; st == LLMSQ_OK && i < LLMSQ_LINEAR_COUNT; i++) st = llmsq_block_tensor_put(m, layer, k_suffix[i], b.W[i]);
+    for (int i = 0; st == LLMSQ_OK && i < LLMSQ_LINEAR_COUNT; i++) st = llmsq_block_tensor_put(m, layer, llmsq_block_weight_suffix[i], b.W[i]);
     if (st == LLMSQ_OK) st = llmsq_block_tensor_put(m, layer, "input_layernorm.weight", b.attn_norm);
     if (st == LLMSQ_OK) st = llmsq_block_tensor_put(m, layer, "post_attention_layernorm.weight", b.ffn_norm);
     if (st == LLMSQ_OK && b.bv) st = llmsq_block_tensor_put(m, layer, "self_attn.v_proj.bias", b.bv);

@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const llmsq_block_weight_suffix[LLMSQ_LINEAR_COUNT] = {
+    "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+    "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight"};
+
 typedef struct cap_ctx {
     llmsq_block_acts *a;
     int64_t           row0; /* first row of this window in the X arrays */

@@ -8,6 +8,9 @@
 
 #include "llmsq/calib.h"
 
+/* Tensor suffix of each linear's weight within a layer ("self_attn.q_proj.weight", ...). */
+extern const char *const llmsq_block_weight_suffix[LLMSQ_LINEAR_COUNT];
+
 /* The inputs of a block's linears over all calibration windows, windows back to back:
  * X[LLMSQ_INPUT_ATTN] [N*L, d], X[LLMSQ_INPUT_O] [N*L, nh*hd], X[LLMSQ_INPUT_MLP] [N*L, d],
  * X[LLMSQ_INPUT_DOWN] [N*L, F]; NULL for the inputs not asked for. */

@@ -33,9 +33,6 @@ llmsq_status llmsq_smooth_block(llmsq_model *m, int64_t layer, const llmsq_block
                                 const llmsq_quant_params *p, bool smooth_on, const bool wanted[LLMSQ_LINEAR_COUNT],
                                 float act_scale[LLMSQ_LINEAR_COUNT])
 {
-    static const char *const sfx[LLMSQ_LINEAR_COUNT] = {
-        "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
-        "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight"};
     static const char *const norms[2] = {"input_layernorm.weight", "post_attention_layernorm.weight"};
     static const llmsq_linear_id groups[2][3] = {{LLMSQ_LINEAR_Q, LLMSQ_LINEAR_K, LLMSQ_LINEAR_V},
                                                  {LLMSQ_LINEAR_GATE, LLMSQ_LINEAR_UP, LLMSQ_LINEAR_COUNT}};
@@ -67,14 +64,14 @@ llmsq_status llmsq_smooth_block(llmsq_model *m, int64_t layer, const llmsq_block
         int64_t rows[3], cnt, width = 0;
         st = llmsq_block_tensor_copy(m, layer, norms[g], &norm, &width);
         for (int k = 0; k < n && st == LLMSQ_OK; k++) {
-            st = llmsq_block_tensor_copy(m, layer, sfx[groups[g][k]], &W[k], &cnt);
+            st = llmsq_block_tensor_copy(m, layer, llmsq_block_weight_suffix[groups[g][k]], &W[k], &cnt);
             rows[k] = cnt / width;
         }
         if (st == LLMSQ_OK) {
             smooth(norm, W, rows, n, width, amax[group_in[g]], p->sq_alpha);
             st = llmsq_block_tensor_put(m, layer, norms[g], norm);
         }
-        for (int k = 0; k < n && st == LLMSQ_OK; k++) st = llmsq_block_tensor_put(m, layer, sfx[groups[g][k]], W[k]);
+        for (int k = 0; k < n && st == LLMSQ_OK; k++) st = llmsq_block_tensor_put(m, layer, llmsq_block_weight_suffix[groups[g][k]], W[k]);
         free(norm);
         for (int k = 0; k < n; k++) free(W[k]);
     }
