@@ -40,6 +40,8 @@ static void help(FILE *f)
           "                       e.g. 'mlp\\.down_proj')\n"
           "  --format F           compressed-tensors (default; pack-quantized bits 4 or 8, int-quantized\n"
           "                       for W8A8), gptq, or awq (AutoAWQ GEMM: 4-bit, out % 8 == 0)\n"
+          "  --scale-dtype T      compressed-tensors: auto (the model's float type, default), f16, bf16\n"
+          "                       or f32 (f16 scales let an f32 model run on the packed int4 kernels)\n"
           "  --dry-run            print the memory plan and stop\n"
           "  --threads N          worker threads (default: all cores)\n"
           "  --quiet              no progress bar or per-linear report\n",
@@ -119,7 +121,7 @@ static void mib(char *buf, size_t cap, size_t bytes) { snprintf(buf, cap, "%10.1
 int llmsq_cmd_quantize(int argc, char **argv)
 {
     enum { O_SYM = 256, O_ASYM, O_ACT, O_STATIC, O_DAMP, O_NOTS, O_CALIB, O_NS, O_SEQ, O_SEED, O_MAXMEM, O_IGNORE,
-           O_FORMAT, O_DRY, O_THREADS, O_QUIET, O_BITS, O_GROUP, O_NOCLIP, O_NODUO, O_ALPHA, O_STATICACT };
+           O_FORMAT, O_DRY, O_THREADS, O_QUIET, O_BITS, O_GROUP, O_NOCLIP, O_NODUO, O_ALPHA, O_STATICACT, O_SCALEDT };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"method", required_argument, 0, 'M'},
         {"out", required_argument, 0, 'o'}, {"bits", required_argument, 0, O_BITS},
@@ -133,8 +135,10 @@ int llmsq_cmd_quantize(int argc, char **argv)
         {"dry-run", no_argument, 0, O_DRY}, {"threads", required_argument, 0, O_THREADS},
         {"quiet", no_argument, 0, O_QUIET}, {"no-clip", no_argument, 0, O_NOCLIP},
         {"no-duo", no_argument, 0, O_NODUO}, {"alpha", required_argument, 0, O_ALPHA},
+        {"scale-dtype", required_argument, 0, O_SCALEDT},
         {"static", no_argument, 0, O_STATICACT}, {"tokenizer", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *model = NULL, *method = NULL, *out = NULL, *calib = NULL, *ignore = NULL, *format = "compressed-tensors";
+    const char *model = NULL, *method = NULL, *out = NULL, *calib = NULL, *ignore = NULL, *format = "compressed-tensors",
+               *scale_dtype = "auto";
     llmsq_quant_params qp = llmsq_quant_default_params();
     llmsq_calib_params cp = llmsq_calib_default_params();
     bool dry = false, sym = false, bits_set = false, group_set = false, alpha_set = false;
@@ -180,6 +184,7 @@ int llmsq_cmd_quantize(int argc, char **argv)
         case O_MAXMEM: if (!cli_parse_size("quantize", "--max-memory", optarg, &cp.max_memory)) return 2; break;
         case O_IGNORE: ignore = optarg; break;
         case O_FORMAT: format = optarg; break;
+        case O_SCALEDT: scale_dtype = optarg; break;
         case O_DRY: dry = true; break;
         case O_THREADS: if (!cli_parse_i64("quantize", "--threads", optarg, 1, 1024, &threads)) return 2; break;
         case O_QUIET: llmsq_set_quiet(true); break;
@@ -206,6 +211,12 @@ int llmsq_cmd_quantize(int argc, char **argv)
     else if (!strcmp(format, "gptq")) fmt = LLMSQ_CKPT_GPTQ;
     else if (!strcmp(format, "awq")) fmt = LLMSQ_CKPT_AWQ;
     else return cli_usage_error("quantize", "unknown format '%s' (compressed-tensors, gptq, awq)", format);
+    if (strcmp(scale_dtype, "auto") && strcmp(scale_dtype, "f16") && strcmp(scale_dtype, "bf16") &&
+        strcmp(scale_dtype, "f32"))
+        return cli_usage_error("quantize", "unknown --scale-dtype '%s' (auto, f16, bf16, f32)", scale_dtype);
+    if (fmt != LLMSQ_CKPT_COMPRESSED_TENSORS && strcmp(scale_dtype, "auto") && strcmp(scale_dtype, "f16"))
+        return cli_usage_error("quantize", "--format %s stores f16 scales (--scale-dtype %s is for compressed-tensors)",
+                               format, scale_dtype);
     if (!out && !dry) return cli_usage_error("quantize", "--out DIR is required");
     const bool needs_calib = qm != LLMSQ_QUANT_RTN && !(qm == LLMSQ_QUANT_W8A8 && !qp.act_static);
     if (needs_calib && !calib) return cli_usage_error("quantize", "--method %s%s needs --calib FILE", method,
@@ -261,10 +272,13 @@ int llmsq_cmd_quantize(int argc, char **argv)
     /* Scales in the checkpoint's dtype: GPTQ stores f16; compressed-tensors the model's own
      * float type (that of its embeddings), so an f32 model keeps exact f32 scales. */
     qp.scale_dtype = LLMSQ_DTYPE_F16;
-    if (fmt == LLMSQ_CKPT_COMPRESSED_TENSORS) { /* (AWQ and GPTQ store f16 scales) */
+    if (fmt == LLMSQ_CKPT_COMPRESSED_TENSORS && !strcmp(scale_dtype, "auto")) { /* (AWQ, GPTQ: f16) */
         const llmsq_tensor *emb = llmsq_store_get(llmsq_model_store(m), "model.embed_tokens.weight");
         qp.scale_dtype = emb->dtype == LLMSQ_DTYPE_BF16 ? LLMSQ_DTYPE_BF16
                          : emb->dtype == LLMSQ_DTYPE_F16 ? LLMSQ_DTYPE_F16 : LLMSQ_DTYPE_F32;
+    } else if (fmt == LLMSQ_CKPT_COMPRESSED_TENSORS) {
+        qp.scale_dtype = !strcmp(scale_dtype, "bf16") ? LLMSQ_DTYPE_BF16
+                         : !strcmp(scale_dtype, "f32") ? LLMSQ_DTYPE_F32 : LLMSQ_DTYPE_F16;
     }
     if (cp.seqlen > cfg->max_position) {
         st = llmsq_error(LLMSQ_STATUS_ARG, "--seqlen %lld exceeds the model's context (%lld)", (long long)cp.seqlen,

@@ -22,9 +22,26 @@ static void linear(const float *x, int64_t T, int64_t k, const float *W, const f
             for (int64_t j = 0; j < n; j++) y[t * n + j] += b[j];
 }
 
-/* A linear whose input is quantized first (W8A8): each row of x is replaced by its int8
- * quantization times its scale (llmsq_act_quant_i8), which is what an int8 GEMM computes up
- * to the f32 rounding of the accumulation. No quantization: the plain linear. */
+/* xq [T, k] = each row of x quantized to int8 and back (llmsq_act_quant_i8), which is what
+ * an int8 GEMM computes up to the f32 rounding of the accumulation. *xq is malloc'd. */
+static llmsq_status fake_quant(const float *x, int64_t T, int64_t k, const llmsq_act_quant *aq, float **xq)
+{
+    *xq = malloc((size_t)(T * k) * sizeof **xq);
+    int8_t *qi = malloc((size_t)k);
+    if (!*xq || !qi) {
+        free(*xq), free(qi);
+        *xq = NULL;
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "forward: out of memory quantizing activations");
+    }
+    for (int64_t t = 0; t < T; t++) {
+        const float s = llmsq_act_quant_i8(x + t * k, k, aq->scale, qi);
+        for (int64_t i = 0; i < k; i++) (*xq)[t * k + i] = s * (float)qi[i];
+    }
+    free(qi);
+    return LLMSQ_OK;
+}
+
+/* A linear whose input is quantized first (W8A8); no quantization: the plain linear. */
 static llmsq_status linear_aq(const float *x, int64_t T, int64_t k, const float *W, const float *b, int64_t n,
                               float *y, const llmsq_act_quant *aq)
 {
@@ -32,19 +49,79 @@ static llmsq_status linear_aq(const float *x, int64_t T, int64_t k, const float 
         linear(x, T, k, W, b, n, y);
         return LLMSQ_OK;
     }
-    float *xq = malloc((size_t)(T * k) * sizeof *xq);
-    int8_t *qi = malloc((size_t)k);
-    if (!xq || !qi) {
-        free(xq), free(qi);
-        return llmsq_error(LLMSQ_STATUS_NOMEM, "forward: out of memory quantizing activations");
-    }
-    for (int64_t t = 0; t < T; t++) {
-        const float s = llmsq_act_quant_i8(x + t * k, k, aq->scale, qi);
-        for (int64_t i = 0; i < k; i++) xq[t * k + i] = s * (float)qi[i];
-    }
+    float *xq;
+    LLMSQ_TRY(fake_quant(x, T, k, aq, &xq));
     linear(xq, T, k, W, b, n, y);
-    free(xq), free(qi);
+    free(xq);
     return LLMSQ_OK;
+}
+
+static const float *lin_weight(const llmsq_layer_weights *w, llmsq_linear_id id)
+{
+    const float *W[LLMSQ_LINEAR_COUNT] = {w->wq, w->wk, w->wv, w->wo, w->wg, w->wu, w->wd};
+    return W[id];
+}
+
+static const float *lin_bias(const llmsq_layer_weights *w, llmsq_linear_id id)
+{
+    const float *b[LLMSQ_LINEAR_COUNT] = {w->bq, w->bk, w->bv, w->bo, w->bg, w->bu, w->bd};
+    return b[id];
+}
+
+/* Packed matmul y [T, p->out] of x [T, k] with linear `id`'s activation quantization: the
+ * W8A8 kernel quantizes its own input, a dense fallback of a W8A8 weight needs it done here. */
+static llmsq_status packed_matmul(const llmsq_layer_weights *w, llmsq_linear_id id, const float *x, int64_t T,
+                                  int64_t k, float *y)
+{
+    const llmsq_plinear *p = w->pl[id];
+    if (!w->act[id].bits || p->kind == LLMSQ_PLINEAR_W8) return llmsq_plinear_matmul(p, x, T, y);
+    float *xq;
+    LLMSQ_TRY(fake_quant(x, T, k, &w->act[id], &xq));
+    llmsq_status st = llmsq_plinear_matmul(p, xq, T, y);
+    free(xq);
+    return st;
+}
+
+/* y [T, n] = linear `id` of x [T, k] (+ bias), packed or float. */
+static llmsq_status lin(const llmsq_layer_weights *w, llmsq_linear_id id, const float *x, int64_t T, int64_t k,
+                        int64_t n, float *y)
+{
+    if (!w->pl[id]) return linear_aq(x, T, k, lin_weight(w, id), lin_bias(w, id), n, y, &w->act[id]);
+    LLMSQ_TRY(packed_matmul(w, id, x, T, k, y));
+    const float *b = lin_bias(w, id);
+    if (b)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t j = 0; j < n; j++) y[t * n + j] += b[j];
+    return LLMSQ_OK;
+}
+
+/* Linears first..first+parts-1 of x [T, k], each into outs[i] [T, widths[i]]: one matmul when
+ * they are stacked in w->pl[first] (its output columns split afterwards), else one each. */
+static llmsq_status lin_group(const llmsq_layer_weights *w, llmsq_linear_id first, int parts, bool stacked,
+                              const int64_t *widths, float *const *outs, const float *x, int64_t T, int64_t k)
+{
+    if (!stacked) {
+        for (int i = 0; i < parts; i++)
+            LLMSQ_TRY(lin(w, (llmsq_linear_id)(first + i), x, T, k, widths[i], outs[i]));
+        return LLMSQ_OK;
+    }
+    int64_t total = 0;
+    for (int i = 0; i < parts; i++) total += widths[i];
+    float *tmp = malloc((size_t)(T * total) * sizeof *tmp);
+    if (!tmp) return llmsq_error(LLMSQ_STATUS_NOMEM, "forward: out of memory for %lld tokens", (long long)T);
+    llmsq_status st = packed_matmul(w, first, x, T, k, tmp);
+    for (int64_t t = 0; st == LLMSQ_OK && t < T; t++) {
+        int64_t off = 0;
+        for (int i = 0; i < parts; i++) {
+            const float *b = lin_bias(w, (llmsq_linear_id)(first + i));
+            float *dst = outs[i] + t * widths[i];
+            const float *src = tmp + t * total + off;
+            for (int64_t j = 0; j < widths[i]; j++) dst[j] = b ? src[j] + b[j] : src[j];
+            off += widths[i];
+        }
+    }
+    free(tmp);
+    return st;
 }
 
 /* y = x * rsqrt(mean(x^2) + eps) * w over rows of length n (y may alias x). */
@@ -140,24 +217,37 @@ static void attention(const llmsq_config *c, const float *q, const float *kc, co
     }
 }
 
-/* q/k/v projections of the normed input xn [T, d] at positions pos0.. (K and V appended to
- * kc/vc [pos0+T, nkv*hd]), q/k norms, RoPE, then causal attention into att [T, nh*hd].
- * q [T, nh*hd] and scores [threads, T, pos0+T] are scratch. */
-static llmsq_status attend(const llmsq_model *m, const llmsq_layer_weights *w, const float *xn, int64_t T,
-                           int64_t pos0, float *kc, float *vc, float *q, float *att, float *scores)
+/* A layer's slot of the cache: K or V rows [cap, kv_dim]. */
+static float *cache_slot(llmsq_kv_cache *c, int64_t layer, bool v)
+{
+    return (v ? c->v : c->k) + (size_t)(layer * c->cap * c->kv_dim);
+}
+
+/* The attention sub-block, without o_proj, for nseq sequences of T tokens each:
+ * xn [nseq*T, d] normed inputs; sequence s sits at positions pos0[s].. of its cache slots
+ * kc[s], vc[s] [cap, nkv*hd], which receive its K and V; att [nseq*T, nh*hd] the output.
+ * Scratch: q [nseq*T, nh*hd], kb and vb [nseq*T, nkv*hd], scores [threads, T, max_s pos0[s]+T]. */
+static llmsq_status attend(const llmsq_model *m, const llmsq_layer_weights *w, const float *xn, int64_t nseq,
+                           int64_t T, const int64_t *pos0, float *const *kc, float *const *vc, float *q, float *kb,
+                           float *vb, float *att, float *scores)
 {
     const llmsq_config *c = &m->cfg;
     const int64_t d = c->hidden_size, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
-    LLMSQ_TRY(linear_aq(xn, T, d, w->wq, w->bq, qd, q, &w->act[LLMSQ_LINEAR_Q]));
-    LLMSQ_TRY(linear_aq(xn, T, d, w->wk, w->bk, kvd, kc + pos0 * kvd, &w->act[LLMSQ_LINEAR_K]));
-    LLMSQ_TRY(linear_aq(xn, T, d, w->wv, w->bv, kvd, vc + pos0 * kvd, &w->act[LLMSQ_LINEAR_V]));
+    const int64_t widths[3] = {qd, kvd, kvd};
+    float *const outs[3] = {q, kb, vb};
+    LLMSQ_TRY(lin_group(w, LLMSQ_LINEAR_Q, 3, w->qkv_stacked, widths, outs, xn, nseq * T, d));
     if (c->qk_norm) {
-        rmsnorm(q, w->q_norm, T * c->n_heads, hd, c->rms_eps, q);
-        rmsnorm(kc + pos0 * kvd, w->k_norm, T * c->n_kv_heads, hd, c->rms_eps, kc + pos0 * kvd);
+        rmsnorm(q, w->q_norm, nseq * T * c->n_heads, hd, c->rms_eps, q);
+        rmsnorm(kb, w->k_norm, nseq * T * c->n_kv_heads, hd, c->rms_eps, kb);
     }
-    rope(q, T, c->n_heads, hd, pos0, m->inv_freq);
-    rope(kc + pos0 * kvd, T, c->n_kv_heads, hd, pos0, m->inv_freq);
-    attention(c, q, kc, vc, T, pos0, att, scores);
+    for (int64_t s = 0; s < nseq; s++) {
+        float *qs = q + s * T * qd, *ks = kb + s * T * kvd;
+        rope(qs, T, c->n_heads, hd, pos0[s], m->inv_freq);
+        rope(ks, T, c->n_kv_heads, hd, pos0[s], m->inv_freq);
+        memcpy(kc[s] + pos0[s] * kvd, ks, (size_t)(T * kvd) * sizeof(float));
+        memcpy(vc[s] + pos0[s] * kvd, vb + s * T * kvd, (size_t)(T * kvd) * sizeof(float));
+        attention(c, qs, kc[s], vc[s], T, pos0[s], att + s * T * qd, scores);
+    }
     return LLMSQ_OK;
 }
 
@@ -166,8 +256,9 @@ static llmsq_status gate_up(const llmsq_model *m, const llmsq_layer_weights *w, 
                             float *u)
 {
     const int64_t d = m->cfg.hidden_size, F = m->cfg.intermediate_size;
-    LLMSQ_TRY(linear_aq(xn, T, d, w->wg, w->bg, F, g, &w->act[LLMSQ_LINEAR_GATE]));
-    LLMSQ_TRY(linear_aq(xn, T, d, w->wu, w->bu, F, u, &w->act[LLMSQ_LINEAR_UP]));
+    const int64_t widths[2] = {F, F};
+    float *const outs[2] = {g, u};
+    LLMSQ_TRY(lin_group(w, LLMSQ_LINEAR_GATE, 2, w->gate_up_stacked, widths, outs, xn, T, d));
     for (int64_t i = 0; i < T * F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     return LLMSQ_OK;
 }
@@ -178,14 +269,17 @@ llmsq_status llmsq_attn_forward(const llmsq_model *m, const llmsq_layer_weights 
     const llmsq_config *c = &m->cfg;
     const int64_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-    float *kc = malloc((size_t)(T * kvd) * sizeof(float)), *vc = malloc((size_t)(T * kvd) * sizeof(float));
+    const size_t kvn = (size_t)(T * kvd);
+    float *kv = malloc(4 * kvn * sizeof(float)); /* cache K, cache V, projected K, projected V */
     float *q = malloc((size_t)(T * qd) * sizeof(float)), *att = malloc((size_t)(T * qd) * sizeof(float));
     float *scores = malloc((size_t)threads * (size_t)(T * T) * sizeof(float));
-    llmsq_status st = kc && vc && q && att && scores
-                          ? attend(m, w, xn, T, 0, kc, vc, q, att, scores)
+    const int64_t pos0 = 0;
+    float *kc = kv, *vc = kv + kvn;
+    llmsq_status st = kv && q && att && scores
+                          ? attend(m, w, xn, 1, T, &pos0, &kc, &vc, q, kv + 2 * kvn, kv + 3 * kvn, att, scores)
                           : llmsq_error(LLMSQ_STATUS_NOMEM, "attention: out of memory for %lld tokens", (long long)T);
-    if (st == LLMSQ_OK) st = linear_aq(att, T, qd, w->wo, w->bo, c->hidden_size, out, &w->act[LLMSQ_LINEAR_O]);
-    free(kc), free(vc), free(q), free(att), free(scores);
+    if (st == LLMSQ_OK) st = lin(w, LLMSQ_LINEAR_O, att, T, qd, c->hidden_size, out);
+    free(kv), free(q), free(att), free(scores);
     return st;
 }
 
@@ -196,16 +290,9 @@ llmsq_status llmsq_mlp_forward(const llmsq_model *m, const llmsq_layer_weights *
     float *g = malloc((size_t)(T * F) * sizeof(float)), *u = malloc((size_t)(T * F) * sizeof(float));
     llmsq_status st = g && u ? gate_up(m, w, xn, T, g, u)
                              : llmsq_error(LLMSQ_STATUS_NOMEM, "MLP: out of memory for %lld tokens", (long long)T);
-    if (st == LLMSQ_OK)
-        st = linear_aq(g, T, F, w->wd, w->bd, m->cfg.hidden_size, out, &w->act[LLMSQ_LINEAR_DOWN]);
+    if (st == LLMSQ_OK) st = lin(w, LLMSQ_LINEAR_DOWN, g, T, F, m->cfg.hidden_size, out);
     free(g), free(u);
     return st;
-}
-
-llmsq_status llmsq_model_block_forward(const llmsq_model *m, int64_t layer, llmsq_kv_cache *cache, float *x,
-                                       int64_t T)
-{
-    return llmsq_model_block_forward_observed(m, layer, cache, x, T, NULL);
 }
 
 /* Hands input `which` to the observer; *stop is set when the block may return now. */
@@ -217,56 +304,90 @@ static llmsq_status observe(const llmsq_block_observer *obs, llmsq_block_input w
     return obs->fn ? obs->fn(obs->user, which, X, T, n) : LLMSQ_OK;
 }
 
-llmsq_status llmsq_model_block_forward_observed(const llmsq_model *m, int64_t layer, llmsq_kv_cache *cache,
-                                                float *x, int64_t T, const llmsq_block_observer *obs)
+/* Checks that T more tokens fit every cache; *max_len receives the longest context. */
+static llmsq_status check_caches(llmsq_kv_cache *const *caches, int64_t nseq, int64_t T, int64_t *max_len)
+{
+    *max_len = 0;
+    for (int64_t s = 0; s < nseq; s++) {
+        const llmsq_kv_cache *c = caches[s];
+        if (c->len + T > c->cap)
+            return llmsq_error(LLMSQ_STATUS_ARG, "KV cache full: %lld + %lld tokens exceed its %lld positions",
+                               (long long)c->len, (long long)T, (long long)c->cap);
+        if (c->len + T > *max_len) *max_len = c->len + T;
+    }
+    return LLMSQ_OK;
+}
+
+/* One decoder block in place on x [nseq*T, d]: T new tokens of each of nseq sequences, whose
+ * caches are caches[0..nseq) (positions len.., only `layer`'s slot written, not advanced). */
+static llmsq_status block_run(const llmsq_model *m, int64_t layer, llmsq_kv_cache *const *caches, int64_t nseq,
+                              float *x, int64_t T, const llmsq_block_observer *obs)
 {
     const llmsq_config *c = &m->cfg;
-    LLMSQ_ASSERT(layer >= 0 && layer < c->n_layers && cache && x && T > 0);
-    LLMSQ_ASSERT(cache->kv_dim == c->n_kv_heads * c->head_dim && cache->n_layers == c->n_layers);
-    const int64_t pos0 = cache->len;
-    if (pos0 + T > cache->cap)
-        return llmsq_error(LLMSQ_STATUS_ARG, "KV cache full: %lld + %lld tokens exceed its %lld positions",
-                           (long long)pos0, (long long)T, (long long)cache->cap);
+    LLMSQ_ASSERT(layer >= 0 && layer < c->n_layers && caches && x && T > 0 && nseq > 0);
     const llmsq_layer_weights *w = &m->layers[layer];
-    LLMSQ_ASSERT(w->wq && w->wd); /* the layer is bound (llmsq_model_rebind_layer) */
+    /* the layer is bound (llmsq_model_rebind_layer) */
+    LLMSQ_ASSERT((w->wq || w->pl[LLMSQ_LINEAR_Q]) && (w->wd || w->pl[LLMSQ_LINEAR_DOWN]));
+    int64_t L;
+    LLMSQ_TRY(check_caches(caches, nseq, T, &L));
     const int64_t d = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
-    const int64_t qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, L = pos0 + T;
+    const int64_t qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, R = nseq * T;
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
 
-    float *xn = malloc((size_t)(T * d) * sizeof(float));
-    float *q = malloc((size_t)(T * qd) * sizeof(float));
-    float *att = malloc((size_t)(T * qd) * sizeof(float));
-    float *g = malloc((size_t)(T * F) * sizeof(float));
-    float *u = malloc((size_t)(T * F) * sizeof(float));
+    float *xn = malloc((size_t)(R * d) * sizeof(float));
+    float *q = malloc((size_t)(R * qd) * sizeof(float));
+    float *kv = malloc((size_t)(2 * R * kvd) * sizeof(float));
+    float *att = malloc((size_t)(R * qd) * sizeof(float));
+    float *g = malloc((size_t)(R * F) * sizeof(float));
+    float *u = malloc((size_t)(R * F) * sizeof(float));
     float *scores = malloc((size_t)threads * (size_t)(T * L) * sizeof(float));
-    if (!xn || !q || !att || !g || !u || !scores) {
-        free(xn), free(q), free(att), free(g), free(u), free(scores);
-        return llmsq_error(LLMSQ_STATUS_NOMEM, "forward: out of memory for %lld tokens", (long long)T);
+    int64_t *pos0 = malloc((size_t)nseq * sizeof *pos0);
+    float **slots = malloc((size_t)(2 * nseq) * sizeof *slots);
+    if (!xn || !q || !kv || !att || !g || !u || !scores || !pos0 || !slots) {
+        free(xn), free(q), free(kv), free(att), free(g), free(u), free(scores), free(pos0), free(slots);
+        return llmsq_error(LLMSQ_STATUS_NOMEM, "forward: out of memory for %lld tokens", (long long)R);
     }
-    float *kc = cache->k + (size_t)(layer * cache->cap * kvd);
-    float *vc = cache->v + (size_t)(layer * cache->cap * kvd);
+    for (int64_t s = 0; s < nseq; s++) {
+        LLMSQ_ASSERT(caches[s]->kv_dim == kvd && caches[s]->n_layers == c->n_layers);
+        pos0[s] = caches[s]->len;
+        slots[s] = cache_slot(caches[s], layer, false);
+        slots[nseq + s] = cache_slot(caches[s], layer, true);
+    }
 
     bool stop = false;
     llmsq_status st = LLMSQ_OK;
     /* attention */
-    rmsnorm(x, w->attn_norm, T, d, c->rms_eps, xn);
-    if ((st = observe(obs, LLMSQ_INPUT_ATTN, xn, T, d, &stop)) != LLMSQ_OK || stop) goto done;
-    if ((st = attend(m, w, xn, T, pos0, kc, vc, q, att, scores)) != LLMSQ_OK) goto done;
-    if ((st = observe(obs, LLMSQ_INPUT_O, att, T, qd, &stop)) != LLMSQ_OK || stop) goto done;
-    if ((st = linear_aq(att, T, qd, w->wo, w->bo, d, xn, &w->act[LLMSQ_LINEAR_O])) != LLMSQ_OK) goto done;
-    for (int64_t i = 0; i < T * d; i++) x[i] += xn[i];
+    rmsnorm(x, w->attn_norm, R, d, c->rms_eps, xn);
+    if ((st = observe(obs, LLMSQ_INPUT_ATTN, xn, R, d, &stop)) != LLMSQ_OK || stop) goto done;
+    st = attend(m, w, xn, nseq, T, pos0, slots, slots + nseq, q, kv, kv + R * kvd, att, scores);
+    if (st != LLMSQ_OK) goto done;
+    if ((st = observe(obs, LLMSQ_INPUT_O, att, R, qd, &stop)) != LLMSQ_OK || stop) goto done;
+    if ((st = lin(w, LLMSQ_LINEAR_O, att, R, qd, d, xn)) != LLMSQ_OK) goto done;
+    for (int64_t i = 0; i < R * d; i++) x[i] += xn[i];
 
     /* SwiGLU MLP: down(silu(gate(x)) * up(x)) */
-    rmsnorm(x, w->ffn_norm, T, d, c->rms_eps, xn);
-    if ((st = observe(obs, LLMSQ_INPUT_MLP, xn, T, d, &stop)) != LLMSQ_OK || stop) goto done;
-    if ((st = gate_up(m, w, xn, T, g, u)) != LLMSQ_OK) goto done;
-    if ((st = observe(obs, LLMSQ_INPUT_DOWN, g, T, F, &stop)) != LLMSQ_OK || stop) goto done;
-    if ((st = linear_aq(g, T, F, w->wd, w->bd, d, xn, &w->act[LLMSQ_LINEAR_DOWN])) != LLMSQ_OK) goto done;
-    for (int64_t i = 0; i < T * d; i++) x[i] += xn[i];
+    rmsnorm(x, w->ffn_norm, R, d, c->rms_eps, xn);
+    if ((st = observe(obs, LLMSQ_INPUT_MLP, xn, R, d, &stop)) != LLMSQ_OK || stop) goto done;
+    if ((st = gate_up(m, w, xn, R, g, u)) != LLMSQ_OK) goto done;
+    if ((st = observe(obs, LLMSQ_INPUT_DOWN, g, R, F, &stop)) != LLMSQ_OK || stop) goto done;
+    if ((st = lin(w, LLMSQ_LINEAR_DOWN, g, R, F, d, xn)) != LLMSQ_OK) goto done;
+    for (int64_t i = 0; i < R * d; i++) x[i] += xn[i];
 
 done:
-    free(xn), free(q), free(att), free(g), free(u), free(scores);
+    free(xn), free(q), free(kv), free(att), free(g), free(u), free(scores), free(pos0), free(slots);
     return st;
+}
+
+llmsq_status llmsq_model_block_forward(const llmsq_model *m, int64_t layer, llmsq_kv_cache *cache, float *x,
+                                       int64_t T)
+{
+    return block_run(m, layer, &cache, 1, x, T, NULL);
+}
+
+llmsq_status llmsq_model_block_forward_observed(const llmsq_model *m, int64_t layer, llmsq_kv_cache *cache,
+                                                float *x, int64_t T, const llmsq_block_observer *obs)
+{
+    return block_run(m, layer, &cache, 1, x, T, obs);
 }
 
 llmsq_status llmsq_model_embed(const llmsq_model *m, const int32_t *tokens, int64_t T, float *x)
@@ -276,14 +397,19 @@ llmsq_status llmsq_model_embed(const llmsq_model *m, const int32_t *tokens, int6
         if (tokens[t] < 0 || tokens[t] >= m->cfg.vocab_size)
             return llmsq_error(LLMSQ_STATUS_ARG, "token id %d at position %lld is outside the vocabulary (%lld)",
                                tokens[t], (long long)t, (long long)m->cfg.vocab_size);
-        memcpy(x + t * d, m->embed + (int64_t)tokens[t] * d, (size_t)d * sizeof(float));
+        if (m->packed)
+            llmsq__model_embed_row(m, tokens[t], x + t * d);
+        else
+            memcpy(x + t * d, m->embed + (int64_t)tokens[t] * d, (size_t)d * sizeof(float));
     }
     return LLMSQ_OK;
 }
 
-void llmsq_model_lm_head(const llmsq_model *m, const float *hidden, int64_t T, float *logits)
+llmsq_status llmsq_model_lm_head(const llmsq_model *m, const float *hidden, int64_t T, float *logits)
 {
+    if (m->packed) return llmsq_plinear_matmul(m->head_pl, hidden, T, logits);
     linear(hidden, T, m->cfg.hidden_size, m->lm_head, NULL, m->cfg.vocab_size, logits);
+    return LLMSQ_OK;
 }
 
 llmsq_status llmsq_model_head(const llmsq_model *m, const float *x, int64_t T, float *hidden_out, float *logits)
@@ -292,24 +418,30 @@ llmsq_status llmsq_model_head(const llmsq_model *m, const float *x, int64_t T, f
     float *h = hidden_out ? hidden_out : malloc((size_t)(T * d) * sizeof(float));
     if (!h) return llmsq_error(LLMSQ_STATUS_NOMEM, "forward: out of memory");
     rmsnorm(x, m->final_norm, T, d, m->cfg.rms_eps, h);
-    if (logits) llmsq_model_lm_head(m, h, T, logits);
+    llmsq_status st = logits ? llmsq_model_lm_head(m, h, T, logits) : LLMSQ_OK;
     if (!hidden_out) free(h);
-    return LLMSQ_OK;
+    return st;
+}
+
+llmsq_status llmsq_model_forward_batch(const llmsq_model *m, llmsq_kv_cache *const *caches, int64_t B,
+                                       const int32_t *tokens, int64_t T, float *logits, float *hidden)
+{
+    LLMSQ_ASSERT(m && caches && tokens && B > 0 && T > 0);
+    int64_t L;
+    LLMSQ_TRY(check_caches(caches, B, T, &L));
+    float *x = malloc((size_t)(B * T * m->cfg.hidden_size) * sizeof(float));
+    if (!x) return llmsq_error(LLMSQ_STATUS_NOMEM, "forward: out of memory for %lld tokens", (long long)(B * T));
+    llmsq_status st = llmsq_model_embed(m, tokens, B * T, x);
+    for (int64_t l = 0; st == LLMSQ_OK && l < m->cfg.n_layers; l++) st = block_run(m, l, caches, B, x, T, NULL);
+    for (int64_t s = 0; st == LLMSQ_OK && s < B; s++) st = llmsq_kv_cache_advance(caches[s], T);
+    if (st == LLMSQ_OK && (logits || hidden)) st = llmsq_model_head(m, x, B * T, hidden, logits);
+    free(x);
+    return st;
 }
 
 llmsq_status llmsq_model_forward(const llmsq_model *m, llmsq_kv_cache *cache, const int32_t *tokens, int64_t T,
                                  float *logits, float *hidden)
 {
     LLMSQ_ASSERT(m && cache && tokens && T > 0);
-    if (cache->len + T > cache->cap)
-        return llmsq_error(LLMSQ_STATUS_ARG, "KV cache full: %lld + %lld tokens exceed its %lld positions",
-                           (long long)cache->len, (long long)T, (long long)cache->cap);
-    float *x = malloc((size_t)(T * m->cfg.hidden_size) * sizeof(float));
-    if (!x) return llmsq_error(LLMSQ_STATUS_NOMEM, "forward: out of memory for %lld tokens", (long long)T);
-    llmsq_status st = llmsq_model_embed(m, tokens, T, x);
-    for (int64_t l = 0; st == LLMSQ_OK && l < m->cfg.n_layers; l++) st = llmsq_model_block_forward(m, l, cache, x, T);
-    if (st == LLMSQ_OK) st = llmsq_kv_cache_advance(cache, T);
-    if (st == LLMSQ_OK && (logits || hidden)) st = llmsq_model_head(m, x, T, hidden, logits);
-    free(x);
-    return st;
+    return llmsq_model_forward_batch(m, &cache, 1, tokens, T, logits, hidden);
 }

@@ -82,91 +82,119 @@ static double *rope_inv_freq(const llmsq_config *c)
     return f;
 }
 
-typedef struct bind_ctx {
-    llmsq_model *m;
-    const char  *src;
-} bind_ctx;
-
-/* Binds `name` as f32 with the expected shape ([n] when cols == 0). */
-static llmsq_status bind(bind_ctx *b, const char *name, int64_t rows, int64_t cols, const float **out)
+/* Checks that `name` exists with the expected shape ([n] when cols == 0). */
+llmsq_status llmsq__model_check_shape(const llmsq_model *m, const char *name, int64_t rows, int64_t cols)
 {
-    const llmsq_tensor *t = llmsq_store_get(b->m->store, name);
-    if (!t) return llmsq_error(LLMSQ_STATUS_NOT_FOUND, "%s: missing tensor '%s'", b->src, name);
+    const llmsq_tensor *t = llmsq_store_get(m->store, name);
+    if (!t) return llmsq_error(LLMSQ_STATUS_NOT_FOUND, "%s: missing tensor '%s'", m->source, name);
     bool ok = cols ? (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols)
                    : (t->ndim == 1 && t->shape[0] == rows);
     if (!ok) {
         char got[96];
         if (cols)
             return llmsq_error(LLMSQ_STATUS_SHAPE, "%s: tensor '%s' has shape %s, the config implies [%lld, %lld]",
-                               b->src, name, llmsq_shape_str(t, got, sizeof got), (long long)rows, (long long)cols);
-        return llmsq_error(LLMSQ_STATUS_SHAPE, "%s: tensor '%s' has shape %s, the config implies [%lld]", b->src, name,
-                           llmsq_shape_str(t, got, sizeof got), (long long)rows);
+                               m->source, name, llmsq_shape_str(t, got, sizeof got), (long long)rows, (long long)cols);
+        return llmsq_error(LLMSQ_STATUS_SHAPE, "%s: tensor '%s' has shape %s, the config implies [%lld]", m->source,
+                           name, llmsq_shape_str(t, got, sizeof got), (long long)rows);
     }
-    llmsq_status st = llmsq_store_get_f32(b->m->store, name, out);
-    if (st != LLMSQ_OK) return llmsq_error_prefix(st, "%s", b->src);
-    int64_t n = rows * (cols ? cols : 1);
-    int64_t bad = llmsq_f32_first_nonfinite(*out, n);
-    if (bad >= 0)
-        return llmsq_error(LLMSQ_STATUS_NUMERIC, "%s: tensor '%s' has a non-finite value (%g) at element %lld", b->src,
-                           name, (double)(*out)[bad], (long long)bad);
     return LLMSQ_OK;
 }
 
-static llmsq_status bind_layer(bind_ctx *b, int64_t l)
+/* Binds `name` as f32 with the expected shape ([n] when cols == 0), checked finite. */
+llmsq_status llmsq__model_bind(llmsq_model *m, const char *name, int64_t rows, int64_t cols, const float **out)
 {
-    const llmsq_config *c = &b->m->cfg;
-    llmsq_layer_weights *w = &b->m->layers[l];
+    LLMSQ_TRY(llmsq__model_check_shape(m, name, rows, cols));
+    llmsq_status st = llmsq_store_get_f32(m->store, name, out);
+    if (st != LLMSQ_OK) return llmsq_error_prefix(st, "%s", m->source);
+    int64_t n = rows * (cols ? cols : 1);
+    int64_t bad = llmsq_f32_first_nonfinite(*out, n);
+    if (bad >= 0)
+        return llmsq_error(LLMSQ_STATUS_NUMERIC, "%s: tensor '%s' has a non-finite value (%g) at element %lld",
+                           m->source, name, (double)(*out)[bad], (long long)bad);
+    return LLMSQ_OK;
+}
+
+#define B_(suffix, rows, cols, dst) \
+    do { \
+        char name_[160]; \
+        snprintf(name_, sizeof name_, "model.layers.%lld.%s", (long long)l, suffix); \
+        LLMSQ_TRY(llmsq__model_bind(m, name_, rows, cols, &w->dst)); \
+    } while (0)
+
+llmsq_status llmsq__model_bind_vectors(llmsq_model *m, int64_t l)
+{
+    const llmsq_config *c = &m->cfg;
+    llmsq_layer_weights *w = &m->layers[l];
     int64_t d = c->hidden_size, F = c->intermediate_size, q = c->n_heads * c->head_dim,
             kv = c->n_kv_heads * c->head_dim;
-    char name[160];
-#define B_(suffix, rows, cols, dst) \
-    snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, suffix); \
-    LLMSQ_TRY(bind(b, name, rows, cols, &w->dst))
     B_("input_layernorm.weight", d, 0, attn_norm);
-    B_("self_attn.q_proj.weight", q, d, wq);
-    B_("self_attn.k_proj.weight", kv, d, wk);
-    B_("self_attn.v_proj.weight", kv, d, wv);
-    B_("self_attn.o_proj.weight", d, q, wo);
     if (c->qkv_bias) {
         B_("self_attn.q_proj.bias", q, 0, bq);
         B_("self_attn.k_proj.bias", kv, 0, bk);
         B_("self_attn.v_proj.bias", kv, 0, bv);
     }
-    if (c->o_bias) { B_("self_attn.o_proj.bias", d, 0, bo); }
+    if (c->o_bias) B_("self_attn.o_proj.bias", d, 0, bo);
     if (c->qk_norm) {
         B_("self_attn.q_norm.weight", c->head_dim, 0, q_norm);
         B_("self_attn.k_norm.weight", c->head_dim, 0, k_norm);
     }
     B_("post_attention_layernorm.weight", d, 0, ffn_norm);
-    B_("mlp.gate_proj.weight", F, d, wg);
-    B_("mlp.up_proj.weight", F, d, wu);
-    B_("mlp.down_proj.weight", d, F, wd);
     if (c->mlp_bias) {
         B_("mlp.gate_proj.bias", F, 0, bg);
         B_("mlp.up_proj.bias", F, 0, bu);
         B_("mlp.down_proj.bias", d, 0, bd);
     }
-#undef B_
-    /* W8A8 linears quantize their inputs at inference */
+    return LLMSQ_OK;
+}
+
+void llmsq__linear_shape(const llmsq_config *c, llmsq_linear_id id, int64_t *out, int64_t *in)
+{
+    const int64_t d = c->hidden_size, F = c->intermediate_size, q = c->n_heads * c->head_dim,
+                  kv = c->n_kv_heads * c->head_dim;
+    static const int rows_in[LLMSQ_LINEAR_COUNT][2] = {{0, 1}, {2, 1}, {2, 1}, {1, 0}, {3, 1}, {3, 1}, {1, 3}};
+    const int64_t dim[4] = {q, d, kv, F};
+    *out = dim[rows_in[id][0]];
+    *in = dim[rows_in[id][1]];
+}
+
+/* W8A8 linears quantize their inputs at inference. */
+llmsq_status llmsq__model_bind_act(llmsq_model *m, int64_t l)
+{
+    llmsq_layer_weights *w = &m->layers[l];
     for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
-        char module[128];
+        char module[128], name[160];
         snprintf(name, sizeof name, "%s.weight", llmsq_linear_module(l, (llmsq_linear_id)i, module, sizeof module));
-        const llmsq_qlinear *ql = llmsq_store_get_qlinear(b->m->store, name);
+        const llmsq_qlinear *ql = llmsq_store_get_qlinear(m->store, name);
         w->act[i] = (llmsq_act_quant){0, 0.0f};
         if (ql && ql->act_bits) {
             if (ql->act_bits != 8)
                 return llmsq_error(LLMSQ_STATUS_UNSUPPORTED, "%s: '%s' quantizes its inputs to %d bits (int8 only)",
-                                   b->src, name, ql->act_bits);
+                                   m->source, name, ql->act_bits);
             w->act[i] = (llmsq_act_quant){8, ql->act_static ? ql->act_scale : 0.0f};
         }
     }
     return LLMSQ_OK;
 }
 
-llmsq_status llmsq_model_create(const llmsq_config *cfg, llmsq_store *store, llmsq_tokenizer *tok,
-                                const char *source, llmsq_model **out)
+static llmsq_status bind_layer(llmsq_model *m, int64_t l)
 {
-    LLMSQ_ASSERT(cfg && store && out);
+    llmsq_layer_weights *w = &m->layers[l];
+    LLMSQ_TRY(llmsq__model_bind_vectors(m, l));
+    const float **dst[LLMSQ_LINEAR_COUNT] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->wg, &w->wu, &w->wd};
+    for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
+        char module[128], name[160];
+        int64_t out, in;
+        llmsq__linear_shape(&m->cfg, (llmsq_linear_id)i, &out, &in);
+        snprintf(name, sizeof name, "%s.weight", llmsq_linear_module(l, (llmsq_linear_id)i, module, sizeof module));
+        LLMSQ_TRY(llmsq__model_bind(m, name, out, in, dst[i]));
+    }
+    return llmsq__model_bind_act(m, l);
+}
+#undef B_
+
+llmsq_status llmsq__model_init(const llmsq_config *cfg, llmsq_store *store, llmsq_tokenizer *tok, const char *source,
+                               llmsq_model **out)
+{
     *out = NULL;
     llmsq_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -179,46 +207,61 @@ llmsq_status llmsq_model_create(const llmsq_config *cfg, llmsq_store *store, llm
     m->tok = tok;
     m->source = strdup(source ? source : "model");
     llmsq_status st = llmsq_config_validate(cfg, m->source);
-    if (st != LLMSQ_OK) goto fail;
-    if (tok && llmsq_tokenizer_vocab_size(tok) > cfg->vocab_size) {
+    if (st == LLMSQ_OK && tok && llmsq_tokenizer_vocab_size(tok) > cfg->vocab_size)
         st = llmsq_error(LLMSQ_STATUS_SHAPE, "%s: tokenizer has %lld pieces but the model only %lld embeddings",
                          m->source, (long long)llmsq_tokenizer_vocab_size(tok), (long long)cfg->vocab_size);
-        goto fail;
+    if (st == LLMSQ_OK) {
+        m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
+        m->inv_freq = rope_inv_freq(cfg);
+        if (!m->layers || !m->inv_freq) st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
     }
-    m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
-    m->inv_freq = rope_inv_freq(cfg);
-    if (!m->layers || !m->inv_freq) {
-        st = llmsq_error(LLMSQ_STATUS_NOMEM, "out of memory");
-        goto fail;
+    if (st != LLMSQ_OK) {
+        llmsq_model_free(m);
+        return st;
     }
-    bind_ctx b = {m, m->source};
-    int64_t d = cfg->hidden_size;
-    if ((st = bind(&b, "model.embed_tokens.weight", cfg->vocab_size, d, &m->embed)) != LLMSQ_OK) goto fail;
-    if ((st = bind(&b, "model.norm.weight", d, 0, &m->final_norm)) != LLMSQ_OK) goto fail;
-    if (cfg->tie_embeddings || !llmsq_store_get(store, "lm_head.weight")) {
-        if (!cfg->tie_embeddings) {
-            st = llmsq_error(LLMSQ_STATUS_NOT_FOUND, "%s: missing tensor 'lm_head.weight' (tie_word_embeddings is false)",
-                             m->source);
-            goto fail;
-        }
-        m->lm_head = m->embed;
-    } else if ((st = bind(&b, "lm_head.weight", cfg->vocab_size, d, &m->lm_head)) != LLMSQ_OK) {
-        goto fail;
-    }
-    for (int64_t l = 0; l < cfg->n_layers; l++)
-        if ((st = bind_layer(&b, l)) != LLMSQ_OK) goto fail;
     *out = m;
     return LLMSQ_OK;
-fail:
-    llmsq_model_free(m);
-    return st;
+}
+
+/* Name of the lm_head's weights: lm_head.weight, or the embeddings when tied. */
+llmsq_status llmsq__model_head_name(const llmsq_model *m, const char **name)
+{
+    if (!m->cfg.tie_embeddings && llmsq_store_get(m->store, "lm_head.weight")) {
+        *name = "lm_head.weight";
+        return LLMSQ_OK;
+    }
+    *name = "model.embed_tokens.weight";
+    if (!m->cfg.tie_embeddings)
+        return llmsq_error(LLMSQ_STATUS_NOT_FOUND, "%s: missing tensor 'lm_head.weight' (tie_word_embeddings is false)",
+                           m->source);
+    return LLMSQ_OK;
+}
+
+llmsq_status llmsq_model_create(const llmsq_config *cfg, llmsq_store *store, llmsq_tokenizer *tok,
+                                const char *source, llmsq_model **out)
+{
+    LLMSQ_ASSERT(cfg && store && out);
+    llmsq_model *m;
+    LLMSQ_TRY(llmsq__model_init(cfg, store, tok, source, &m));
+    const int64_t d = cfg->hidden_size, V = cfg->vocab_size;
+    const char *head;
+    llmsq_status st = llmsq__model_bind(m, "model.embed_tokens.weight", V, d, &m->embed);
+    if (st == LLMSQ_OK) st = llmsq__model_bind(m, "model.norm.weight", d, 0, &m->final_norm);
+    if (st == LLMSQ_OK) st = llmsq__model_head_name(m, &head);
+    if (st == LLMSQ_OK) st = llmsq__model_bind(m, head, V, d, &m->lm_head);
+    for (int64_t l = 0; st == LLMSQ_OK && l < cfg->n_layers; l++) st = bind_layer(m, l);
+    if (st != LLMSQ_OK) {
+        llmsq_model_free(m);
+        return st;
+    }
+    *out = m;
+    return LLMSQ_OK;
 }
 
 llmsq_status llmsq_model_rebind_layer(llmsq_model *m, int64_t layer)
 {
-    LLMSQ_ASSERT(layer >= 0 && layer < m->cfg.n_layers);
-    bind_ctx b = {m, m->source};
-    llmsq_status st = bind_layer(&b, layer);
+    LLMSQ_ASSERT(layer >= 0 && layer < m->cfg.n_layers && !m->packed);
+    llmsq_status st = bind_layer(m, layer);
     if (st != LLMSQ_OK) memset(&m->layers[layer], 0, sizeof m->layers[layer]);
     return st;
 }
@@ -231,7 +274,7 @@ const llmsq_layer_weights *llmsq_model_layer(const llmsq_model *m, int64_t layer
 
 void llmsq_model_unbind_layer(llmsq_model *m, int64_t layer)
 {
-    LLMSQ_ASSERT(layer >= 0 && layer < m->cfg.n_layers);
+    LLMSQ_ASSERT(layer >= 0 && layer < m->cfg.n_layers && !m->packed);
     static const char *const suffixes[] = {
         "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
         "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias",
@@ -278,6 +321,10 @@ void llmsq_model_free(llmsq_model *m)
     if (!m) return;
     llmsq_store_destroy(m->store);
     llmsq_tokenizer_free(m->tok);
+    for (int64_t i = 0; i < m->n_owned; i++) llmsq_plinear_free(m->owned_pl[i]);
+    free(m->owned_pl);
+    llmsq_plinear_free(m->head_pl);
+    llmsq_plinear_free(m->embed_pl);
     free(m->layers);
     free(m->inv_freq);
     free(m->source);

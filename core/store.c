@@ -14,6 +14,7 @@ typedef struct store_entry {
     llmsq_tensor t;
     float       *f32;      /* cached conversion, NULL when none or when t is F32 */
     char        *file_copy;
+    bool         evicted;  /* data released by llmsq_store_evict */
 } store_entry;
 
 typedef struct store_mapping {
@@ -173,6 +174,7 @@ static llmsq_status insert(llmsq_store *s, const char *name, llmsq_dtype dtype, 
             return llmsq_error(LLMSQ_STATUS_ARG, "%s: duplicate tensor '%s'", file ? file : "store", name);
         }
         store_entry *e = &s->entries[*slot - 1];
+        e->evicted = false;
         if (e->t.owned) free(e->t.data);
         llmsq_qlinear_free((llmsq_qlinear *)e->t.qlinear);
         e->t.qlinear = NULL;
@@ -261,6 +263,8 @@ llmsq_status llmsq_store_get_f32(llmsq_store *s, const char *name, const float *
     size_t v = *find_slot(s, name);
     if (!v) return llmsq_error(LLMSQ_STATUS_NOT_FOUND, "tensor '%s' not found", name);
     store_entry *e = &s->entries[v - 1];
+    if (e->evicted)
+        return llmsq_error(LLMSQ_STATUS_NOT_FOUND, "tensor '%s' was released from the store (packed model)", name);
     /* F32 data in a mapping is used in place when aligned (safetensors guarantees only
      * byte alignment, so an unaligned tensor is copied). */
     if (!e->t.qlinear && e->t.dtype == LLMSQ_DTYPE_F32 && ((uintptr_t)e->t.data % sizeof(float)) == 0) {
@@ -294,6 +298,32 @@ void llmsq_store_release_f32(llmsq_store *s, const char *name)
     if (!v) return;
     free(s->entries[v - 1].f32);
     s->entries[v - 1].f32 = NULL;
+}
+
+void llmsq_store_evict(llmsq_store *s, const char *name)
+{
+    size_t v = *find_slot(s, name);
+    if (!v) return;
+    store_entry *e = &s->entries[v - 1];
+    if (e->evicted) return;
+    llmsq_qlinear_free((llmsq_qlinear *)e->t.qlinear);
+    e->t.qlinear = NULL;
+    free(e->f32);
+    e->f32 = NULL;
+    if (e->t.owned) {
+        free(e->t.data);
+    } else if (e->t.data && e->t.nbytes) {
+        /* Pages of a read-only file mapping can be dropped: they leave the resident set and
+         * would be read back from the file if touched again. Only whole pages inside the
+         * tensor, since neighbours may share the edge pages. */
+        const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t lo = ((uintptr_t)e->t.data + page - 1) & ~(page - 1);
+        uintptr_t hi = ((uintptr_t)e->t.data + e->t.nbytes) & ~(page - 1);
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+    e->t.data = NULL;
+    e->t.owned = false;
+    e->evicted = true;
 }
 
 llmsq_status llmsq_store_put_qlinear(llmsq_store *s, const char *name, llmsq_qlinear *q)

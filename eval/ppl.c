@@ -96,8 +96,8 @@ static llmsq_status score_window(const llmsq_model *m, llmsq_kv_cache *cache, co
     /* position t predicts toks[t+1]; only targets first..len-1 count */
     for (int64_t t0 = w->first - 1; st == LLMSQ_OK && t0 < w->len - 1; t0 += LOGIT_ROWS) {
         int64_t rows = w->len - 1 - t0 < LOGIT_ROWS ? w->len - 1 - t0 : LOGIT_ROWS;
-        llmsq_model_lm_head(m, hidden + t0 * d, rows, logits);
-        for (int64_t r = 0; r < rows; r++) {
+        st = llmsq_model_lm_head(m, hidden + t0 * d, rows, logits);
+        for (int64_t r = 0; st == LLMSQ_OK && r < rows; r++) {
             const float *lg = logits + r * V;
             float mx = lg[0];
             for (int64_t v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;

@@ -81,3 +81,12 @@ llmsq_status llmsq_model_open(const char *path, llmsq_model **out)
     LLMSQ_TRY(llmsq_checkpoint_open(path, &s, &cfg, &tok));
     return llmsq_model_create(&cfg, s, tok, path, out);
 }
+
+llmsq_status llmsq_model_open_packed(const char *path, const llmsq_pack_opts *opts, llmsq_model **out)
+{
+    llmsq_store *s;
+    llmsq_config cfg;
+    llmsq_tokenizer *tok;
+    LLMSQ_TRY(llmsq_checkpoint_open(path, &s, &cfg, &tok));
+    return llmsq_model_create_packed(&cfg, s, tok, path, opts, out);
+}

@@ -235,38 +235,89 @@ static llmsq_config variant(int i)
     return c;
 }
 
-START_TEST(test_forward_matches_scalar_reference)
+enum { MODE_FLOAT, MODE_PACKED, MODE_PACKED_UNSTACKED, MODE_PACKED_BATCH };
+
+/* max |a - ref| over n logits must stay within a few hundred ulp of the largest logit. */
+static void expect_close(const double *ref, const float *lg, int64_t n, double scale, const char *what, int variant)
 {
-    llmsq_config c = variant(_i);
-    g_rng = 1000 + (uint64_t)_i;
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs(ref[i] - lg[i]));
+    if (strcmp(what, "batched decode") != 0) /* once per step: too many lines */
+        fprintf(stderr, "variant %d, %s: max |f32 - f64 reference| = %.3g (max |logit| %.3g)\n", variant, what,
+                worst, scale);
+    /* f32 activations through ~10 matmuls of width <= 40 */
+    ck_assert_msg(worst <= 2e-5 * (1 + scale), "variant %d, %s: %g", variant, what, worst);
+}
+
+/* The model of variant i, float or packed (F32 dense layouts: exact weights, own kernels). */
+static void check_variant(int i, int mode)
+{
+    llmsq_config c = variant(i);
+    g_rng = 1000 + (uint64_t)i;
     llmsq_store *s = random_store(&c);
-    const int64_t T = 19, V = c.vocab_size;
-    int32_t ids[19];
+    enum { T = 19, B = 3 };
+    const int64_t V = c.vocab_size;
+    int32_t ids[T];
     for (int64_t t = 0; t < T; t++) ids[t] = (int32_t)(urand() * (double)V);
     double *ref = ref_forward(s, &c, ids, T); /* before the model owns the store */
+    double scale = 0;
+    for (int64_t k = 0; k < T * V; k++) scale = fmax(scale, fabs(ref[k]));
     llmsq_model *m;
-    ck_assert_msg(llmsq_model_create(&c, s, NULL, "random", &m) == LLMSQ_OK, "%s", llmsq_last_error());
-    float *lg = malloc((size_t)(T * V) * sizeof *lg);
-    llmsq_kv_cache *cache;
-    ck_assert_int_eq(llmsq_kv_cache_create(&c, T, &cache), LLMSQ_OK);
-    ck_assert_int_eq(llmsq_model_forward(m, cache, ids, T, lg, NULL), LLMSQ_OK);
-    double worst = 0, scale = 0;
-    for (int64_t i = 0; i < T * V; i++) {
-        worst = fmax(worst, fabs(ref[i] - lg[i]));
-        scale = fmax(scale, fabs(ref[i]));
+    llmsq_pack_opts o = llmsq_pack_default_opts();
+    o.fuse = mode != MODE_PACKED_UNSTACKED;
+    llmsq_status st = mode == MODE_FLOAT ? llmsq_model_create(&c, s, NULL, "random", &m)
+                                         : llmsq_model_create_packed(&c, s, NULL, "random", &o, &m);
+    ck_assert_msg(st == LLMSQ_OK, "%s", llmsq_last_error());
+    llmsq_model_pack_info info;
+    ck_assert(llmsq_model_pack_info_get(m, &info) == (mode != MODE_FLOAT));
+    if (mode != MODE_FLOAT) {
+        ck_assert_int_eq(info.linears[LLMSQ_PLINEAR_DENSE], 7 * c.n_layers);
+        ck_assert_int_eq(info.matmuls, (o.fuse ? 4 : 7) * c.n_layers);
+        ck_assert_int_eq(info.fallbacks, 0);
     }
-    /* f32 activations through ~10 matmuls of width <= 40: budget a few hundred ulp of
-     * the largest logit. */
-    fprintf(stderr, "variant %d: max |f32 - f64 reference| = %.3g (max |logit| %.3g)\n", _i, worst, scale);
-    ck_assert_msg(worst <= 2e-5 * (1 + scale), "variant %d: %g", _i, worst);
-    /* the same logits through one-token decode steps */
-    llmsq_kv_cache_reset(cache);
-    for (int64_t t = 0; t < T; t++)
-        ck_assert_int_eq(llmsq_model_forward(m, cache, ids + t, 1, lg + t * V, NULL), LLMSQ_OK);
-    for (int64_t i = 0; i < T * V; i++) ck_assert_msg(fabs(ref[i] - lg[i]) <= 2e-5 * (1 + scale), "decode %lld", (long long)i);
-    llmsq_kv_cache_free(cache);
+    float *lg = malloc((size_t)(B * T * V) * sizeof *lg);
+    llmsq_kv_cache *cache[B];
+    for (int b = 0; b < B; b++) ck_assert_int_eq(llmsq_kv_cache_create(&c, T, &cache[b]), LLMSQ_OK);
+    if (mode != MODE_PACKED_BATCH) {
+        ck_assert_int_eq(llmsq_model_forward(m, cache[0], ids, T, lg, NULL), LLMSQ_OK);
+        expect_close(ref, lg, T * V, scale, "prefill", i);
+        /* the same logits through one-token decode steps */
+        llmsq_kv_cache_reset(cache[0]);
+        for (int64_t t = 0; t < T; t++)
+            ck_assert_int_eq(llmsq_model_forward(m, cache[0], ids + t, 1, lg + t * V, NULL), LLMSQ_OK);
+        expect_close(ref, lg, T * V, scale, "decode", i);
+    } else {
+        /* B copies of the sequence at staggered lengths: sequence b first gets b tokens
+         * alone, then all advance together one token per step */
+        for (int b = 1; b < B; b++) ck_assert_int_eq(llmsq_model_forward(m, cache[b], ids, b, NULL, NULL), LLMSQ_OK);
+        float *step = malloc((size_t)(B * V) * sizeof *step);
+        for (int64_t t = 0; t + B - 1 < T; t++) {
+            int32_t tok[B];
+            for (int b = 0; b < B; b++) tok[b] = ids[t + b];
+            ck_assert_int_eq(llmsq_model_forward_batch(m, cache, B, tok, 1, step, NULL), LLMSQ_OK);
+            for (int b = 0; b < B; b++) expect_close(ref + (t + b) * V, step + b * V, V, scale, "batched decode", i);
+        }
+        free(step);
+        /* a batched prefill of B whole sequences */
+        for (int b = 0; b < B; b++) llmsq_kv_cache_reset(cache[b]);
+        int32_t all[B * T];
+        for (int b = 0; b < B; b++) memcpy(all + b * T, ids, sizeof ids);
+        ck_assert_int_eq(llmsq_model_forward_batch(m, cache, B, all, T, lg, NULL), LLMSQ_OK);
+        for (int b = 0; b < B; b++) expect_close(ref, lg + b * T * V, T * V, scale, "batched prefill", i);
+    }
+    for (int b = 0; b < B; b++) llmsq_kv_cache_free(cache[b]);
     llmsq_model_free(m);
     free(ref), free(lg);
+}
+
+START_TEST(test_forward_matches_scalar_reference) { check_variant(_i, MODE_FLOAT); }
+END_TEST
+
+START_TEST(test_packed_forward_matches_scalar_reference)
+{
+    check_variant(_i, MODE_PACKED);
+    check_variant(_i, MODE_PACKED_UNSTACKED);
+    check_variant(_i, MODE_PACKED_BATCH);
 }
 END_TEST
 
@@ -282,12 +333,31 @@ START_TEST(test_missing_bias_is_named)
 }
 END_TEST
 
+/* Packing checks weights too: a NaN in a linear is named with its row and column, and a
+ * float/quantized mix cannot be stacked but still packs (one matmul each). */
+START_TEST(test_packed_rejects_nan)
+{
+    llmsq_config c = variant(0);
+    g_rng = 7;
+    llmsq_store *s = random_store(&c);
+    const llmsq_tensor *t = llmsq_store_get(s, "model.layers.1.mlp.up_proj.weight");
+    ((float *)t->data)[3 * t->shape[1] + 5] = NAN;
+    llmsq_model *m;
+    ck_assert_int_eq(llmsq_model_create_packed(&c, s, NULL, "ckpt", NULL, &m), LLMSQ_STATUS_NUMERIC);
+    const char *e = llmsq_last_error();
+    ck_assert_msg(strstr(e, "ckpt") && strstr(e, "model.layers.1.mlp.up_proj.weight") && strstr(e, "row 3, column 5"),
+                  "%s", e);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("forward_ref");
     TCase *tc = tcase_create("variants");
     tcase_add_loop_test(tc, test_forward_matches_scalar_reference, 0, 6);
+    tcase_add_loop_test(tc, test_packed_forward_matches_scalar_reference, 0, 6);
     tcase_add_test(tc, test_missing_bias_is_named);
+    tcase_add_test(tc, test_packed_rejects_nan);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

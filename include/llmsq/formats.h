@@ -133,6 +133,9 @@ LLMSQ_API llmsq_status llmsq_quantized_checkpoint_import(llmsq_store *s, const c
  * Errors: NOT_FOUND (missing path), UNSUPPORTED (unknown format), and the readers' errors. */
 LLMSQ_API llmsq_status llmsq_model_open(const char *path, llmsq_model **out);
 
+/* Same, built with llmsq_model_create_packed (opts NULL = defaults): the packed inference model. */
+LLMSQ_API llmsq_status llmsq_model_open_packed(const char *path, const llmsq_pack_opts *opts, llmsq_model **out);
+
 /* Same, but stops before llmsq_model_create: store, config and tokenizer for inspection
  * (the caller owns all three; *tok may be NULL). */
 LLMSQ_API llmsq_status llmsq_checkpoint_open(const char *path, llmsq_store **store,

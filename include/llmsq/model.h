@@ -11,6 +11,7 @@
 #ifndef LLMSQ_MODEL_H
 #define LLMSQ_MODEL_H
 
+#include "llmsq/plinear.h"
 #include "llmsq/store.h"
 
 #ifdef __cplusplus
@@ -90,6 +91,36 @@ LLMSQ_API const char            *llmsq_model_source(const llmsq_model *m);
  * is freed). Errors: SHAPE when the tokenizer has more pieces than the model has embeddings. */
 LLMSQ_API llmsq_status llmsq_model_set_tokenizer(llmsq_model *m, llmsq_tokenizer *tok);
 
+/* ---- packed inference ------------------------------------------------------------------ */
+
+/* As llmsq_model_create, but every block linear and the lm_head are packed into the CPU
+ * kernel layouts of plinear.h as they are bound (q/k/v and gate/up stacked when opts->fuse),
+ * and each source tensor is then released from the store (its quantized form, owned data,
+ * F32 view, and the resident pages of a file mapping), so memory holds the packed weights
+ * and one tensor's source at a time. Embedding rows are read from the packed dense lm_head
+ * when embeddings are tied, else from their own dense packing. Norms and biases stay F32.
+ * A packed model serves llmsq_model_forward(_batch), the head functions and perplexity;
+ * calibration passes (rebind/unbind, llmsq_model_layer's float pointers) need an unpacked
+ * model. opts NULL = llmsq_pack_default_opts(). Errors as llmsq_model_create. */
+LLMSQ_API llmsq_status llmsq_model_create_packed(const llmsq_config *cfg, llmsq_store *store,
+                                                 llmsq_tokenizer *tok, const char *source,
+                                                 const llmsq_pack_opts *opts, llmsq_model **out);
+
+typedef struct llmsq_model_pack_info {
+    int64_t linears[LLMSQ_PLINEAR_KIND_COUNT]; /* block linears by layout (before stacking) */
+    int64_t matmuls;          /* packed matmuls per token in the blocks (after stacking) */
+    int64_t fallbacks;        /* quantized linears kept dense (plinear.h) */
+    char    fallback[256];    /* the first fallback: "<tensor>: <reason>" */
+    llmsq_dtype dense_dtype;  /* dtype of the dense lm_head */
+    size_t  linear_bytes;     /* packed block linears */
+    size_t  head_bytes;       /* packed lm_head */
+    size_t  embed_bytes;      /* embeddings when not tied to the head (0 when tied) */
+    size_t  other_bytes;      /* norms and biases (F32) */
+} llmsq_model_pack_info;
+
+/* Fills *info and returns true for a packed model; false (info untouched) otherwise. */
+LLMSQ_API bool llmsq_model_pack_info_get(const llmsq_model *m, llmsq_model_pack_info *info);
+
 /* ---- KV cache ---------------------------------------------------------------------- */
 
 typedef struct llmsq_kv_cache llmsq_kv_cache;
@@ -113,6 +144,15 @@ LLMSQ_API int64_t llmsq_kv_cache_capacity(const llmsq_kv_cache *c);
 LLMSQ_API llmsq_status llmsq_model_forward(const llmsq_model *m, llmsq_kv_cache *cache,
                                            const int32_t *tokens, int64_t T,
                                            float *logits, float *hidden);
+
+/* B sequences advanced together: tokens [B, T] (row b = T new tokens of sequence b, at
+ * positions len_b..len_b+T-1 of caches[b], each cache at its own length), so every linear
+ * runs once on B*T rows (the batched decode step is T = 1) while attention reads each
+ * sequence's own cache. Outputs [B*T, ...] as llmsq_model_forward, row b*T + t. B = 1 is
+ * llmsq_model_forward. Errors: as llmsq_model_forward (no cache is advanced on error). */
+LLMSQ_API llmsq_status llmsq_model_forward_batch(const llmsq_model *m, llmsq_kv_cache *const *caches,
+                                                 int64_t B, const int32_t *tokens, int64_t T,
+                                                 float *logits, float *hidden);
 
 /* Token embeddings: x [T, hidden_size] = embed_tokens[tokens]. Errors: ARG (id out of range). */
 LLMSQ_API llmsq_status llmsq_model_embed(const llmsq_model *m, const int32_t *tokens, int64_t T,
@@ -175,6 +215,12 @@ typedef struct llmsq_layer_weights {
     const float *wg, *wu, *wd;       /* [F, d], [F, d], [d, F] */
     const float *bg, *bu, *bd;       /* [F], [F], [d] */
     llmsq_act_quant act[LLMSQ_LINEAR_COUNT]; /* input quantization of each linear (W8A8) */
+    /* Packed models only (llmsq_model_create_packed): the packed linears, used instead of the
+     * float pointers above (which are then NULL). Stacked: pl[Q] computes the rows of q, k
+     * and v ([nh*hd + 2*nkv*hd, d]) with pl[K] = pl[V] = NULL; pl[GATE] those of gate and up
+     * ([2F, d]) with pl[UP] = NULL. Biases are added after the packed matmul. */
+    const llmsq_plinear *pl[LLMSQ_LINEAR_COUNT];
+    bool qkv_stacked, gate_up_stacked;
 } llmsq_layer_weights;
 
 /* Layer `layer`'s bound weights (NULL pointers while the layer is unbound). */
@@ -211,8 +257,9 @@ LLMSQ_API const char *llmsq_linear_module(int64_t layer, llmsq_linear_id id, cha
 LLMSQ_API llmsq_status llmsq_model_head(const llmsq_model *m, const float *x, int64_t T,
                                         float *hidden_out, float *logits);
 
-/* lm_head only: hidden [T, hidden_size] (already normed) -> logits [T, vocab_size]. */
-LLMSQ_API void llmsq_model_lm_head(const llmsq_model *m, const float *hidden, int64_t T,
+/* lm_head only: hidden [T, hidden_size] (already normed) -> logits [T, vocab_size].
+ * Errors: NOMEM (scratch of a packed head). */
+LLMSQ_API llmsq_status llmsq_model_lm_head(const llmsq_model *m, const float *hidden, int64_t T,
                                    float *logits);
 
 #ifdef __cplusplus

@@ -71,6 +71,12 @@ LLMSQ_API const struct llmsq_qlinear *llmsq_store_get_qlinear(const llmsq_store 
 /* Frees the F32 copy made by llmsq_store_get_f32 (no-op for F32 tensors and unknown names). */
 LLMSQ_API void llmsq_store_release_f32(llmsq_store *s, const char *name);
 
+/* Releases everything held for `name` -- its quantized form, owned data, F32 copy, and the
+ * resident pages of its file mapping -- once a consumer has its own copy (packed inference).
+ * The entry keeps its name, dtype and shape; its data pointer becomes NULL and
+ * llmsq_store_get_f32 fails (NOT_FOUND) until the name is put again. Unknown names: no-op. */
+LLMSQ_API void llmsq_store_evict(llmsq_store *s, const char *name);
+
 /* Bytes held by owned tensors and F32 caches (for memory reports). */
 LLMSQ_API size_t llmsq_store_resident_bytes(const llmsq_store *s);
 
