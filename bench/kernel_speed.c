@@ -29,8 +29,8 @@
  * scales). */
 #include "llmsq/kernels.h"
 #include "llmsq/runtime.h"
+#include "llmsq/speed.h"
 
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -206,62 +206,9 @@ static void mm(lay l, const void *p, const float *x, int64_t B, float *y)
 
 /* ---- roofline ---------------------------------------------------------------------------------------- */
 
-/* Sum of a [n] over the threads: 4 independent 256-bit accumulators per thread, so the loads
- * are the only limit (SSE2 on CPUs without AVX2). */
-__attribute__((target("avx2"))) static double read_sum_avx2(const float *a, size_t n)
-{
-    double tot = 0;
-#pragma omp parallel reduction(+ : tot)
-    {
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-#pragma omp for schedule(static)
-        for (size_t i = 0; i < n; i += 32) {
-            s0 = _mm256_add_ps(s0, _mm256_load_ps(a + i));
-            s1 = _mm256_add_ps(s1, _mm256_load_ps(a + i + 8));
-            s2 = _mm256_add_ps(s2, _mm256_load_ps(a + i + 16));
-            s3 = _mm256_add_ps(s3, _mm256_load_ps(a + i + 24));
-        }
-        float f[8];
-        _mm256_storeu_ps(f, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-        for (int k = 0; k < 8; k++) tot += f[k];
-    }
-    return tot;
-}
-
-static double read_sum(const float *a, size_t n)
-{
-    if (__builtin_cpu_supports("avx2")) return read_sum_avx2(a, n);
-    double tot = 0;
-#pragma omp parallel reduction(+ : tot)
-    {
-        __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-#pragma omp for schedule(static)
-        for (size_t i = 0; i < n; i += 16) {
-            s0 = _mm_add_ps(s0, _mm_load_ps(a + i));
-            s1 = _mm_add_ps(s1, _mm_load_ps(a + i + 4));
-            s2 = _mm_add_ps(s2, _mm_load_ps(a + i + 8));
-            s3 = _mm_add_ps(s3, _mm_load_ps(a + i + 12));
-        }
-        float f[4];
-        _mm_storeu_ps(f, _mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3)));
-        for (int k = 0; k < 4; k++) tot += f[k];
-    }
-    return tot;
-}
-
-/* Read bandwidth in bytes/s over the 512 MiB buffer a (best of `reps` passes). */
-static double stream_read_bw(const float *a, size_t n, int reps)
-{
-    double best = 1e30, sink = 0;
-    for (int r = 0; r < reps; r++) {
-        double t = llmsq_time_now();
-        sink += read_sum(a, n);
-        t = llmsq_time_now() - t;
-        if (t < best) best = t;
-    }
-    if (sink < 0) printf("%g\n", sink);
-    return (double)n * sizeof(float) / best;
-}
+/* The read bandwidth is llmsq_speed_read_bw (include/llmsq/speed.h), the measurement behind
+ * `llmsq eval --speed`'s roofline, over the 512 MiB buffer: bytes/s, best of `reps` passes. */
+static double stream_read_bw(const float *a, size_t n, int reps) { return llmsq_speed_read_bw(a, n, reps); }
 
 /* ---- timing ------------------------------------------------------------------------------------------- */
 

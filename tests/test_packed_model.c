@@ -120,7 +120,7 @@ START_TEST(test_packed_ppl_matches_dequantized)
     cli(a);
     snprintf(p, sizeof p, "%s/s24w4", dir);
     check_ckpt(p, valid, LLMSQ_PLINEAR_S24W4, false);
-    free(dir);
+    free(dir), free(model), free(valid), free(train);
 }
 END_TEST
 
@@ -152,6 +152,7 @@ START_TEST(test_packed_dense_dtypes)
         ck_assert_msg(fabs(pp - base) <= tol[i] * base, "dtype %d: %.6f vs %.6f", i, pp, base);
         llmsq_model_free(m);
     }
+    free(model), free(valid);
 }
 END_TEST
 

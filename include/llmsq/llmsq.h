@@ -12,5 +12,6 @@
 #include "llmsq/prune.h"
 #include "llmsq/calib.h"
 #include "llmsq/eval.h"
+#include "llmsq/speed.h"
 #include "llmsq/backend.h"
 #endif /* LLMSQ_LLMSQ_H */
