@@ -4,12 +4,13 @@
  *                                                    [--shape I] [--no-gemm]
  *
  * (--layout: a prefix of a layout name ("W4", "2:4 f16"; OpenBLAS f32 always runs as the
- * baseline); --shape: index 0-6 of the shapes below, 7 = the decode step only; threads: as
+ * baseline); --shape: index 0-10 of the shapes below, 11 = the decode step only; threads: as
  * OMP_NUM_THREADS, or --threads.)
  *
  * Per layout and shape: GEMV (decode) at batch 1, 4 and 8 and GEMM (prefill) at 512 tokens,
  * for the SmolLM2-135M linears ([576x576] q/o, [192x576] k/v, [1536x576] gate/up, [576x1536]
- * down) and a Llama-2-7B block ([4096x4096], [11008x4096], [4096x11008]), plus a SmolLM2 decode
+ * down), a Llama-2-7B block ([4096x4096], [11008x4096], [4096x11008]) and the Llama-3.2-1B
+ * linears ([2048x2048] q/o, [512x2048] k/v, [8192x2048] gate/up, [2048x8192] down), plus a SmolLM2 decode
  * step: the 7 linears of all 30 blocks at batch 1, one after the other as a forward runs them.
  *
  * Decode is memory-bound, so the GEMV figures are taken with cold weights: each timed call reads
@@ -242,7 +243,9 @@ static const shape shapes[] = {
     {"SmolLM2 q/o  576x576", 576, 576},      {"SmolLM2 k/v  192x576", 192, 576},
     {"SmolLM2 gate/up 1536x576", 1536, 576}, {"SmolLM2 down 576x1536", 576, 1536},
     {"L2-7B q/k/v/o 4096x4096", 4096, 4096},  {"L2-7B gate/up 11008x4096", 11008, 4096},
-    {"L2-7B down 4096x11008", 4096, 11008},
+    {"L2-7B down 4096x11008", 4096, 11008},   {"L3.2-1B q/o 2048x2048", 2048, 2048},
+    {"L3.2-1B k/v 512x2048", 512, 2048},      {"L3.2-1B gate/up 8192x2048", 8192, 2048},
+    {"L3.2-1B down 2048x8192", 2048, 8192},
 };
 #define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 

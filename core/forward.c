@@ -190,6 +190,48 @@ static void softmax_causal(float *row, int64_t lo, int64_t valid, int64_t L)
     for (; j < L; j++) row[j] = 0.0f;
 }
 
+/* Queries of at most this many tokens take attention's loop path (decode steps). */
+enum { SMALL_T = 4 };
+
+/* Decode attention is a few million multiply-adds per step, so these two are compiled for AVX2
+ * as well (chosen at load time); the order of operations is the same in both clones. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LLMSQ_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LLMSQ_AVX2_CLONES
+#endif
+
+/* a . b over n floats, eight lanes (vectorizable without reassociation), fixed order. */
+LLMSQ_AVX2_CLONES static float dot(const float *restrict a, const float *restrict b, int64_t n)
+{
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    float tail = 0;
+    for (; i < n; i++) tail += a[i] * b[i];
+    return (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + tail;
+}
+
+/* out [n] = sum_j p[j] v_j over rows v_j = v + j * ld (j < rows), eight output columns at a
+ * time so the sums stay in registers across the rows; rows in order, fixed. */
+LLMSQ_AVX2_CLONES static void weighted_rows(const float *restrict p, const float *restrict v, int64_t ld,
+                                            int64_t rows, float *restrict out, int64_t n)
+{
+    int64_t i0 = 0;
+    for (; i0 + 8 <= n; i0 += 8) {
+        float acc[8] = {0};
+        for (int64_t j = 0; j < rows; j++)
+            for (int k = 0; k < 8; k++) acc[k] += p[j] * v[j * ld + i0 + k];
+        memcpy(out + i0, acc, sizeof acc);
+    }
+    for (; i0 < n; i0++) {
+        float acc = 0;
+        for (int64_t j = 0; j < rows; j++) acc += p[j] * v[j * ld + i0];
+        out[i0] = acc;
+    }
+}
+
 /* Causal attention of T queries at positions pos0.. against the cache rows 0..pos0+T-1.
  * q [T, nh*hd], kc/vc [pos0+T, nkv*hd], out [T, nh*hd]; scores is scratch [threads, T, L]. */
 static void attention(const llmsq_config *c, const float *q, const float *kc, const float *vc, int64_t T,
@@ -198,22 +240,33 @@ static void attention(const llmsq_config *c, const float *q, const float *kc, co
     const int64_t hd = c->head_dim, nh = c->n_heads, kvd = c->n_kv_heads * hd, qd = nh * hd;
     const int64_t group = nh / c->n_kv_heads, L = pos0 + T;
     const float scale = (float)(1.0 / sqrt((double)hd));
-    bool par = T * L >= 4096 && !omp_in_parallel();
+    /* decode-sized queries use plain loops: sgemm would pack K and V for a 1-row product */
+    const bool rows = T <= SMALL_T;
+    bool par = (rows ? nh * L * hd >= 65536 : T * L >= 4096) && !omp_in_parallel();
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t h = 0; h < nh; h++) {
         float *S = scores + (size_t)omp_get_thread_num() * (size_t)(T * L);
         const float *qh = q + h * hd;
         const float *kh = kc + (h / group) * hd;
         const float *vh = vc + (h / group) * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)L, (blasint)hd, scale, qh,
-                    (blasint)qd, kh, (blasint)kvd, 0.0f, S, (blasint)L);
+        if (rows) {
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t j = 0; j < L; j++) S[t * L + j] = scale * dot(qh + t * qd, kh + j * kvd, hd);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)L, (blasint)hd, scale, qh,
+                        (blasint)qd, kh, (blasint)kvd, 0.0f, S, (blasint)L);
+        }
         for (int64_t t = 0; t < T; t++) {
             int64_t valid = pos0 + t + 1; /* keys 0..pos0+t */
             int64_t lo = c->sliding_window > 0 && valid > c->sliding_window ? valid - c->sliding_window : 0;
             softmax_causal(S + t * L, lo, valid, L);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)T, (blasint)hd, (blasint)L, 1.0f, S,
-                    (blasint)L, vh, (blasint)kvd, 0.0f, out + h * hd, (blasint)qd);
+        if (rows) {
+            for (int64_t t = 0; t < T; t++) weighted_rows(S + t * L, vh, kvd, pos0 + t + 1, out + t * qd + h * hd, hd);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)T, (blasint)hd, (blasint)L, 1.0f, S,
+                        (blasint)L, vh, (blasint)kvd, 0.0f, out + h * hd, (blasint)qd);
+        }
     }
 }
 
