@@ -1,5 +1,6 @@
 /* Calibration windows: GPTQ's sampling recipe with a seeded, portable generator. */
 #include "llmsq/calib.h"
+#include "llmsq/runtime.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,20 +11,11 @@ llmsq_calib_params llmsq_calib_default_params(void)
                                 .max_memory = 0, .progress = true};
 }
 
-/* splitmix64: the same stream on every platform, so a seed names one calibration set. */
-static uint64_t next_u64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Uniform integer in [0, n) without modulo bias. */
 static uint64_t below(uint64_t *s, uint64_t n)
 {
     uint64_t limit = UINT64_MAX - UINT64_MAX % n, v;
-    do v = next_u64(s);
+    do v = llmsq_splitmix64(s);
     while (v >= limit);
     return v % n;
 }

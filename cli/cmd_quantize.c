@@ -263,8 +263,8 @@ int llmsq_cmd_quantize(int argc, char **argv)
     const llmsq_config *cfg = llmsq_model_config(m);
     for (int64_t l = 0; l < cfg->n_layers && st == LLMSQ_OK; l++)
         for (int i = 0; i < LLMSQ_LINEAR_COUNT && st == LLMSQ_OK; i++) {
-            char mod[128], w[160];
-            snprintf(w, sizeof w, "%s.weight", llmsq_linear_module(l, i, mod, sizeof mod));
+            char w[160];
+            llmsq_linear_weight_name(l, i, w, sizeof w);
             st = llmsq_quant_params_validate(&qp, llmsq_store_get(llmsq_model_store(m), w)->shape[1]);
             if (st != LLMSQ_OK) st = llmsq_error_prefix(st, "%s", w);
         }
@@ -302,8 +302,8 @@ int llmsq_cmd_quantize(int argc, char **argv)
         /* codes (one byte each) and f32 scales/zeros of every block linear */
         for (int64_t l = 0; l < cfg->n_layers; l++)
             for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
-                char mod[128], w[160];
-                snprintf(w, sizeof w, "%s.weight", llmsq_linear_module(l, i, mod, sizeof mod));
+                char w[160];
+                llmsq_linear_weight_name(l, i, w, sizeof w);
                 const llmsq_tensor *t = llmsq_store_get(s, w);
                 int64_t g = qp.group_size > 0 ? qp.group_size : t->shape[1];
                 qbytes += (size_t)(t->shape[0] * t->shape[1]) + (size_t)(t->shape[0] * ((t->shape[1] + g - 1) / g)) * 8;

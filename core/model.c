@@ -162,8 +162,8 @@ llmsq_status llmsq__model_bind_act(llmsq_model *m, int64_t l)
 {
     llmsq_layer_weights *w = &m->layers[l];
     for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
-        char module[128], name[160];
-        snprintf(name, sizeof name, "%s.weight", llmsq_linear_module(l, (llmsq_linear_id)i, module, sizeof module));
+        char name[160];
+        llmsq_linear_weight_name(l, (llmsq_linear_id)i, name, sizeof name);
         const llmsq_qlinear *ql = llmsq_store_get_qlinear(m->store, name);
         w->act[i] = (llmsq_act_quant){0, 0.0f};
         if (ql && ql->act_bits) {
@@ -182,10 +182,10 @@ static llmsq_status bind_layer(llmsq_model *m, int64_t l)
     LLMSQ_TRY(llmsq__model_bind_vectors(m, l));
     const float **dst[LLMSQ_LINEAR_COUNT] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->wg, &w->wu, &w->wd};
     for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
-        char module[128], name[160];
+        char name[160];
         int64_t out, in;
         llmsq__linear_shape(&m->cfg, (llmsq_linear_id)i, &out, &in);
-        snprintf(name, sizeof name, "%s.weight", llmsq_linear_module(l, (llmsq_linear_id)i, module, sizeof module));
+        llmsq_linear_weight_name(l, (llmsq_linear_id)i, name, sizeof name);
         LLMSQ_TRY(llmsq__model_bind(m, name, out, in, dst[i]));
     }
     return llmsq__model_bind_act(m, l);
@@ -313,6 +313,13 @@ const char *llmsq_linear_module(int64_t layer, llmsq_linear_id id, char *buf, si
 {
     LLMSQ_ASSERT((unsigned)id < LLMSQ_LINEAR_COUNT);
     snprintf(buf, cap, "model.layers.%lld.%s", (long long)layer, k_linear_names[id]);
+    return buf;
+}
+
+const char *llmsq_linear_weight_name(int64_t layer, llmsq_linear_id id, char *buf, size_t cap)
+{
+    LLMSQ_ASSERT((unsigned)id < LLMSQ_LINEAR_COUNT);
+    snprintf(buf, cap, "model.layers.%lld.%s.weight", (long long)layer, k_linear_names[id]);
     return buf;
 }
 

@@ -38,12 +38,12 @@ static llmsq_status pack_linears(llmsq_model *m, int64_t l, const llmsq_linear_i
                                  const llmsq_pack_opts *o)
 {
     llmsq_layer_weights *w = &m->layers[l];
-    char names[3][160], module[128];
+    char names[3][160];
     const char *np[3];
     for (int i = 0; i < n; i++) {
         int64_t out, in;
         llmsq__linear_shape(&m->cfg, ids[i], &out, &in);
-        snprintf(names[i], sizeof names[i], "%s.weight", llmsq_linear_module(l, ids[i], module, sizeof module));
+        llmsq_linear_weight_name(l, ids[i], names[i], sizeof names[i]);
         np[i] = names[i];
         LLMSQ_TRY(llmsq__model_check_shape(m, names[i], out, in));
     }

@@ -183,14 +183,6 @@ static size_t weight_bytes(const llmsq_config *c, const llmsq_speed_result *r)
 
 /* ---- timed runs ------------------------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Buffers of one run, all sized from B, P and the config. */
 typedef struct speed_bufs {
     llmsq_kv_cache **caches; /* [B], capacity P + D each */
@@ -219,7 +211,7 @@ static llmsq_status bufs_alloc(const llmsq_config *c, const llmsq_speed_params *
         return llmsq_error(LLMSQ_STATUS_NOMEM, "speed: cannot allocate the buffers of %zu x %zu tokens", B, P);
     for (size_t i = 0; i < B; i++) LLMSQ_TRY(llmsq_kv_cache_create(c, p->prefill + p->decode, &b->caches[i]));
     uint64_t s = p->seed;
-    for (size_t i = 0; i < B * P; i++) b->prompt[i] = (int32_t)(splitmix64(&s) % (uint64_t)c->vocab_size);
+    for (size_t i = 0; i < B * P; i++) b->prompt[i] = (int32_t)(llmsq_splitmix64(&s) % (uint64_t)c->vocab_size);
     return LLMSQ_OK;
 }
 

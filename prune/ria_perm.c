@@ -59,6 +59,7 @@
  * of identity and reallocation, and up to `iters` sweeps run (the reference does one).
  */
 #include "llmsq/prune.h"
+#include "llmsq/runtime.h"
 
 #include <float.h>
 #include <math.h>
@@ -422,14 +423,6 @@ static bool refine_group(perm_prob *p, group_ws *w, int32_t *perm, const int64_t
     return changed;
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* The blocks of sweep `sweep` in group order: group q is order[lo .. hi) with the bounds of
  * group_bounds. */
 static void sweep_order(int64_t *order, int64_t K, int64_t ng, int sweep)
@@ -443,7 +436,7 @@ static void sweep_order(int64_t *order, int64_t K, int64_t ng, int sweep)
     for (int64_t b = 0; b < K; b++) order[b] = b;
     uint64_t st = 0x52494150ull + (uint64_t)sweep; /* fixed seed per sweep ("RIAP") */
     for (int64_t b = K - 1; b > 0; b--) {          /* Fisher-Yates */
-        const int64_t j = (int64_t)(splitmix64(&st) % (uint64_t)(b + 1));
+        const int64_t j = (int64_t)(llmsq_splitmix64(&st) % (uint64_t)(b + 1));
         const int64_t t = order[b];
         order[b] = order[j];
         order[j] = t;

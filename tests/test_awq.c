@@ -174,8 +174,8 @@ START_TEST(test_w8a8_quantizes_activations)
     qp.act_static = true; /* static: every linear gets a calibrated input scale */
     llmsq_model *m = run_pass(LLMSQ_QUANT_SMOOTHQUANT, &qp, &tok);
     for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
-        char mod[128], w[160];
-        snprintf(w, sizeof w, "%s.weight", llmsq_linear_module(4, i, mod, sizeof mod));
+        char w[160];
+        llmsq_linear_weight_name(4, i, w, sizeof w);
         const llmsq_qlinear *qs = llmsq_store_get_qlinear(llmsq_model_store(m), w);
         ck_assert_msg(qs && qs->act_bits == 8 && qs->act_static && qs->act_scale > 0, "%s: no static scale", w);
     }
@@ -195,8 +195,8 @@ START_TEST(test_w8a8_quantizes_activations)
     /* the same weights with float activations: outputs move, but only a little */
     for (int64_t l = 0; l < llmsq_model_config(m)->n_layers; l++)
         for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
-            char mod[128], w[160];
-            snprintf(w, sizeof w, "%s.weight", llmsq_linear_module(l, i, mod, sizeof mod));
+            char w[160];
+            llmsq_linear_weight_name(l, i, w, sizeof w);
             ((llmsq_qlinear *)llmsq_store_get_qlinear(s, w))->act_bits = 0;
         }
     for (int64_t l = 0; l < llmsq_model_config(m)->n_layers; l++) ck_assert_int_eq(llmsq_model_rebind_layer(m, l), LLMSQ_OK);

@@ -59,8 +59,8 @@ START_TEST(test_24_checkpoint)
     const llmsq_config *c = llmsq_model_config(m);
     for (int64_t l = 0; l < c->n_layers; l++)
         for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
-            char mod[128], w[160];
-            snprintf(w, sizeof w, "%s.weight", llmsq_linear_module(l, i, mod, sizeof mod));
+            char w[160];
+            llmsq_linear_weight_name(l, i, w, sizeof w);
             const llmsq_tensor *t = llmsq_store_get(llmsq_model_store(m), w);
             const float *W;
             ck_assert_int_eq(llmsq_store_get_f32(llmsq_model_store(m), w, &W), LLMSQ_OK);

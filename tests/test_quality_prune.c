@@ -33,8 +33,8 @@ static double pruned_ppl(llmsq_prune_method method, int n, int m, double *zeros)
     for (int64_t l = 0; l < c->n_layers; l++) {
         ck_assert_int_eq(llmsq_model_rebind_layer(mo, l), LLMSQ_OK);
         for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
-            char mod[128], w[160];
-            snprintf(w, sizeof w, "%s.weight", llmsq_linear_module(l, i, mod, sizeof mod));
+            char w[160];
+            llmsq_linear_weight_name(l, i, w, sizeof w);
             const llmsq_tensor *tt = llmsq_store_get(llmsq_model_store(mo), w);
             const float *W;
             ck_assert_int_eq(llmsq_store_get_f32(llmsq_model_store(mo), w, &W), LLMSQ_OK);

@@ -181,8 +181,8 @@ START_TEST(test_checkpoint_equals_in_memory)
     /* every block linear: same dequantized weights, bit for bit */
     for (int64_t l = 0; l < c->n_layers; l++)
         for (int i = 0; i < LLMSQ_LINEAR_COUNT; i++) {
-            char mod[128], w[160];
-            snprintf(w, sizeof w, "%s.weight", llmsq_linear_module(l, i, mod, sizeof mod));
+            char w[160];
+            llmsq_linear_weight_name(l, i, w, sizeof w);
             ck_assert_ptr_nonnull(llmsq_store_get_qlinear(llmsq_model_store(r), w));
             const float *a, *b;
             ck_assert_int_eq(llmsq_store_get_f32(llmsq_model_store(m), w, &a), LLMSQ_OK);

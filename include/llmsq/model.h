@@ -251,6 +251,8 @@ LLMSQ_API const char *llmsq_linear_short_name(llmsq_linear_id id);
 LLMSQ_API llmsq_block_input llmsq_linear_input(llmsq_linear_id id);
 /* "model.layers.<l>.self_attn.q_proj" (no ".weight") into buf. */
 LLMSQ_API const char *llmsq_linear_module(int64_t layer, llmsq_linear_id id, char *buf, size_t cap);
+/* Its weight's tensor name: "model.layers.<l>.self_attn.q_proj.weight" into buf. */
+LLMSQ_API const char *llmsq_linear_weight_name(int64_t layer, llmsq_linear_id id, char *buf, size_t cap);
 
 /* Final RMSNorm then lm_head: x [T, hidden_size] residual stream -> logits [T, vocab_size].
  * hidden_out [T, hidden_size] (may be NULL) receives the normed states. */

@@ -31,6 +31,16 @@ LLMSQ_API llmsq_progress *llmsq_progress_begin(const char *label, int64_t total)
 LLMSQ_API void            llmsq_progress_update(llmsq_progress *p, int64_t done);
 LLMSQ_API void            llmsq_progress_end(llmsq_progress *p); /* NULL is fine */
 
+/* splitmix64: the next value of a seeded stream, the same on every platform (so a seed names
+ * one calibration set, one permutation sweep order, one speed-test prompt). */
+static inline uint64_t llmsq_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 /* Monotonic seconds. */
 LLMSQ_API double llmsq_time_now(void);
 
